@@ -1,0 +1,157 @@
+//! Validated `egressd.yaml`: what the rest of the program reads. Produced by
+//! [`crate::config::load`]; every path is already resolved relative to the config file and
+//! every value checked, so consumers never re-validate.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub listen: Listen,
+    /// Folder of ministry files and `_organization.yaml`.
+    pub policies_dir: PathBuf,
+    pub categories_dir: PathBuf,
+    /// What `egressd test` runs when given no files.
+    pub tests_dir: PathBuf,
+    pub identity: Identity,
+    pub egress: Egress,
+    pub tunnel: Tunnel,
+    pub dns: Dns,
+    pub forwarding: Forwarding,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub cache: CacheSettings,
+    pub audit: Audit,
+    pub pac: Option<Pac>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listen {
+    /// Plain proxy listeners (at least one).
+    pub proxy: Vec<SocketAddr>,
+    pub proxy_tls: Option<TlsListen>,
+    /// Admin listener (`/metrics`, `/healthz`, …); default `127.0.0.1:9090`.
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsListen {
+    pub address: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    /// Source CIDR -> ministry name; the most specific CIDR wins.
+    pub sources: Vec<(IpNet, String)>,
+    /// Certificate name pattern (`*.x` or exact) -> ministry name, in file order.
+    pub certificates: Vec<(String, String)>,
+    pub credentials: Option<PathBuf>,
+    pub allow_basic_over_plaintext: bool,
+    /// Ministry for clients nothing identifies; `None` blocks them.
+    pub default_ministry: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Egress {
+    /// Otherwise refused ranges (private, loopback, …) that may be reached anyway.
+    pub allow_private_cidrs: Vec<IpNet>,
+    /// Ports CONNECT may open (default `[443]`).
+    pub connect_ports: Vec<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Tunnel {
+    pub allow_non_tls: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Dns {
+    /// Normalised name -> addresses, answered without a lookup.
+    pub static_hosts: HashMap<String, Vec<IpAddr>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Forwarding {
+    pub x_forwarded_for: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timeouts {
+    pub request_header: Duration,
+    pub connect: Duration,
+    pub response_header: Duration,
+    pub idle: Duration,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub max_header_bytes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheSettings {
+    pub max_entries: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Audit {
+    /// `None`: stdout.
+    pub file: Option<PathBuf>,
+    pub keep_query: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Pac {
+    pub proxies: Vec<String>,
+    pub direct_domains: Vec<String>,
+    pub direct_cidrs: Vec<IpNet>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            request_header: Duration::from_secs(10),
+            connect: Duration::from_secs(5),
+            response_header: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_connections_per_client: 512,
+            max_header_bytes: 65_536,
+        }
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            max_entries: 100_000,
+        }
+    }
+}
+
+impl Default for Egress {
+    fn default() -> Self {
+        Egress {
+            allow_private_cidrs: Vec::new(),
+            connect_ports: vec![443],
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! egressd: an egress filtering HTTP/1.1 forward proxy with per-ministry YAML policies.
+#![forbid(unsafe_code)]
+
+pub mod policy;

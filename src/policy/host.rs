@@ -1,0 +1,192 @@
+//! Host normalisation: every spelling of a destination is turned into one canonical [`Host`]
+//! before it is matched, so that `WWW.Facebook.COM.`, `www.facebook.com` and its IDN or
+//! punycode forms hit the same rule, and `2130706433`, `0x7f.1` and `[::ffff:127.0.0.1]` are all
+//! the IP `127.0.0.1`.
+//!
+//! The heavy lifting (IDNA/UTS-46 to punycode, the IPv4 number forms a resolver accepts:
+//! decimal, octal, hex and short dotted forms) is the WHATWG host parser of the `url` crate;
+//! this module adds what a proxy needs on top: percent-encoded hosts are refused (a resolver never
+//! sees them, so they can only be an evasion attempt), one trailing dot is dropped, IPv6 brackets
+//! and IPv4-mapped IPv6 are unwrapped, and DNS length limits are enforced.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// A normalised destination host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Host {
+    /// Lower-case ASCII (punycode) DNS name without a trailing dot.
+    Name(Box<str>),
+    /// A canonical IP address; IPv4-mapped IPv6 addresses are stored as IPv4.
+    Ip(IpAddr),
+}
+
+impl Host {
+    /// The name, when this host is not an IP literal.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Host::Name(n) => Some(n),
+            Host::Ip(_) => None,
+        }
+    }
+
+    /// The IP, when this host is an IP literal.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Host::Ip(ip) => Some(*ip),
+            Host::Name(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    /// Formats the host as it appears in an authority: IPv6 in brackets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}"),
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+        }
+    }
+}
+
+/// Why a host string is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("empty host")]
+    Empty,
+    #[error("percent-encoded host names are not accepted")]
+    PercentEncoded,
+    #[error("invalid IPv6 literal")]
+    BadIpv6,
+    #[error("invalid host name: {0}")]
+    Invalid(String),
+    #[error("host name longer than 253 characters or a label longer than 63")]
+    TooLong,
+}
+
+/// Unwraps IPv4-mapped IPv6 (`::ffff:a.b.c.d`) so that it matches IPv4 rules and ranges.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// Normalises a host as written in a request target, a CONNECT authority, an SNI or a policy
+/// file (without port). See the module docs for what is accepted.
+pub fn normalize_host(raw: &str) -> Result<Host, HostError> {
+    if raw.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if raw.contains('%') {
+        return Err(HostError::PercentEncoded);
+    }
+    if let Some(inner) = raw.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').ok_or(HostError::BadIpv6)?;
+        let ip: Ipv6Addr = inner.parse().map_err(|_| HostError::BadIpv6)?;
+        return Ok(Host::Ip(canonical_ip(IpAddr::V6(ip))));
+    }
+    if raw.contains(':') {
+        // Bare IPv6 (policy files, SNI never has one); anything else with ':' is not a host.
+        let ip: Ipv6Addr = raw.parse().map_err(|_| HostError::BadIpv6)?;
+        return Ok(Host::Ip(canonical_ip(IpAddr::V6(ip))));
+    }
+    let trimmed = raw.strip_suffix('.').unwrap_or(raw);
+    if trimmed.is_empty() || trimmed.ends_with('.') {
+        return Err(HostError::Invalid(raw.to_owned()));
+    }
+    match url::Host::parse(trimmed) {
+        Ok(url::Host::Domain(d)) => {
+            check_dns_lengths(&d)?;
+            Ok(Host::Name(d.into_boxed_str()))
+        }
+        Ok(url::Host::Ipv4(ip)) => Ok(Host::Ip(IpAddr::V4(ip))),
+        Ok(url::Host::Ipv6(ip)) => Ok(Host::Ip(canonical_ip(IpAddr::V6(ip)))),
+        Err(e) => Err(HostError::Invalid(format!("{raw}: {e}"))),
+    }
+}
+
+fn check_dns_lengths(name: &str) -> Result<(), HostError> {
+    if name.len() > 253 || name.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        return Err(HostError::TooLong);
+    }
+    Ok(())
+}
+
+/// The suffixes of a name that a `domains:` entry could be, longest first:
+/// `a.b.c` yields `a.b.c`, `b.c`, `c`.
+pub fn domain_suffixes(name: &str) -> impl Iterator<Item = &str> {
+    std::iter::once(name).chain(name.match_indices('.').map(move |(i, _)| &name[i + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Host {
+        normalize_host(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn names_are_lowercased_and_trailing_dot_dropped() {
+        assert_eq!(n("WWW.FaceBook.COM."), Host::Name("www.facebook.com".into()));
+        assert!(normalize_host("facebook.com..").is_err());
+        assert!(normalize_host(".").is_err());
+    }
+
+    #[test]
+    fn idn_becomes_punycode() {
+        assert_eq!(n("bücher.example"), Host::Name("xn--bcher-kva.example".into()));
+        assert_eq!(n("XN--BCHER-KVA.example"), Host::Name("xn--bcher-kva.example".into()));
+        // Full-width letters fold to ASCII under UTS-46.
+        assert_eq!(n("ｆａｃｅｂｏｏｋ.com"), Host::Name("facebook.com".into()));
+    }
+
+    #[test]
+    fn every_ipv4_form_is_canonical() {
+        let want = Host::Ip("127.0.0.1".parse().unwrap());
+        for s in [
+            "127.0.0.1",
+            "2130706433",
+            "0x7f000001",
+            "0177.0.0.1",
+            "0x7f.0.0.1",
+            "127.1",
+            "127.0.1",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:7f00:1]",
+            "127.0.0.1.",
+        ] {
+            assert_eq!(n(s), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn ipv6_brackets_removed() {
+        assert_eq!(n("[2001:DB8::1]"), Host::Ip("2001:db8::1".parse().unwrap()));
+        assert_eq!(n("2001:db8::1"), Host::Ip("2001:db8::1".parse().unwrap()));
+        assert!(normalize_host("[2001:db8::1").is_err());
+        assert!(normalize_host("[nothex]").is_err());
+    }
+
+    #[test]
+    fn refused_spellings() {
+        assert_eq!(normalize_host("%66acebook.com"), Err(HostError::PercentEncoded));
+        assert_eq!(normalize_host(""), Err(HostError::Empty));
+        assert!(normalize_host("a b.com").is_err());
+        assert!(normalize_host("host:80").is_err());
+        assert!(normalize_host(&format!("{}.com", "a".repeat(64))).is_err());
+        // A last label that is a number must be a valid IPv4 (WHATWG), not a name.
+        assert!(normalize_host("foo.123").is_err());
+    }
+
+    #[test]
+    fn suffixes() {
+        let v: Vec<_> = domain_suffixes("a.b.c").collect();
+        assert_eq!(v, ["a.b.c", "b.c", "c"]);
+    }
+}
