@@ -22,6 +22,7 @@
 
 pub mod host;
 pub mod model;
+pub mod path;
 
 /// Index of a ministry inside a compiled [`Policy`].
 pub type MinistryId = u32;
