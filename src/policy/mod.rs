@@ -20,9 +20,12 @@
 //! `model` (validated input) → `compile` (suffix maps, exact maps, CIDR tables) → `decide`
 //! (hash lookups over the host's label suffixes; cost independent of the number of rules).
 
+mod activity;
 pub mod host;
 pub mod model;
 pub mod path;
+
+pub use activity::{ActivityState, HORIZON_DAYS};
 
 /// Index of a ministry inside a compiled [`Policy`].
 pub type MinistryId = u32;
