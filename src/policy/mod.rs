@@ -21,11 +21,15 @@
 //! (hash lookups over the host's label suffixes; cost independent of the number of rules).
 
 mod activity;
+mod cidr;
+mod compile;
 pub mod host;
+mod matcher;
 pub mod model;
 pub mod path;
 
 pub use activity::{ActivityState, HORIZON_DAYS};
+pub use compile::{MinistryInfo, Policy, RuleInfo, ORGANIZATION, UNKNOWN};
 
 /// Index of a ministry inside a compiled [`Policy`].
 pub type MinistryId = u32;
