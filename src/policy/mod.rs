@@ -60,6 +60,8 @@ pub mod host;
 mod matcher;
 pub mod model;
 pub mod path;
+#[cfg(test)]
+pub(crate) mod tests;
 
 pub use activity::{ActivityState, HORIZON_DAYS};
 pub use compile::{MinistryInfo, Policy, RuleInfo, ORGANIZATION, UNKNOWN};
