@@ -88,6 +88,7 @@ pub struct Policy {
     pub(crate) baseline: Range<RuleId>,
     pub(crate) org_default: RuleId,
     pub(crate) unknown: RuleId,
+    org_contact: Option<Arc<str>>,
 }
 
 /// Builds the rule table and matchers in id order.
@@ -244,7 +245,13 @@ impl Policy {
             baseline,
             org_default,
             unknown,
+            org_contact: org.contact.clone(),
         }
+    }
+
+    /// The organization's `contact:`, shown on block pages of clients no ministry claims.
+    pub fn organization_contact(&self) -> Option<&str> {
+        self.org_contact.as_deref()
     }
 
     pub fn ministry_id(&self, name: &str) -> Option<MinistryId> {

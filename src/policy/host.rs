@@ -133,15 +133,24 @@ mod tests {
 
     #[test]
     fn names_are_lowercased_and_trailing_dot_dropped() {
-        assert_eq!(n("WWW.FaceBook.COM."), Host::Name("www.facebook.com".into()));
+        assert_eq!(
+            n("WWW.FaceBook.COM."),
+            Host::Name("www.facebook.com".into())
+        );
         assert!(normalize_host("facebook.com..").is_err());
         assert!(normalize_host(".").is_err());
     }
 
     #[test]
     fn idn_becomes_punycode() {
-        assert_eq!(n("bücher.example"), Host::Name("xn--bcher-kva.example".into()));
-        assert_eq!(n("XN--BCHER-KVA.example"), Host::Name("xn--bcher-kva.example".into()));
+        assert_eq!(
+            n("bücher.example"),
+            Host::Name("xn--bcher-kva.example".into())
+        );
+        assert_eq!(
+            n("XN--BCHER-KVA.example"),
+            Host::Name("xn--bcher-kva.example".into())
+        );
         // Full-width letters fold to ASCII under UTS-46.
         assert_eq!(n("ｆａｃｅｂｏｏｋ.com"), Host::Name("facebook.com".into()));
     }
@@ -175,7 +184,10 @@ mod tests {
 
     #[test]
     fn refused_spellings() {
-        assert_eq!(normalize_host("%66acebook.com"), Err(HostError::PercentEncoded));
+        assert_eq!(
+            normalize_host("%66acebook.com"),
+            Err(HostError::PercentEncoded)
+        );
         assert_eq!(normalize_host(""), Err(HostError::Empty));
         assert!(normalize_host("a b.com").is_err());
         assert!(normalize_host("host:80").is_err());
