@@ -166,13 +166,21 @@ pub fn collect<T: DeserializeOwned>(
             Value::String(key) => entry_error::<T>(doc, path, key),
             _ => None,
         };
-        let fallback = || YamlError {
-            message: whole_error.clone(),
-            pos: locate(doc, path),
-        };
-        errors.push(located.unwrap_or_else(fallback));
+        errors.push(located.unwrap_or_else(|| unlocated(doc, path, k, &whole_error)));
     }
     (from_value::<T>(&Value::Mapping(good)).ok(), errors)
+}
+
+/// An entry that fails from the parsed value but not from the text (not expected with the
+/// raw types; kept so a surprise is still reported, at the entry).
+fn unlocated(doc: Doc<'_>, path: &[Seg], key: &Value, message: &str) -> YamlError {
+    let mut at = path.to_vec();
+    at.extend(key.as_str().map(Seg::key));
+    let pos = locate(doc, &at).or_else(|| locate(doc, path));
+    YamlError {
+        message: message.to_owned(),
+        pos,
+    }
 }
 
 /// The string at `key` of a mapping value (e.g. a rule's `id`), if it is one.
