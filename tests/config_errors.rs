@@ -37,10 +37,14 @@ fn errors_of(rel: &str) -> Vec<Diagnostic> {
     }
 }
 
+fn valid() -> config::Loaded {
+    config::load_at(&fixture("valid/egressd.yaml"), at("2026-03-01T00:00:00Z"))
+        .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| format!("{d}\n")).collect::<String>()))
+}
+
 #[test]
-fn valid_tree_loads_everything() {
-    let loaded = config::load_at(&fixture("valid/egressd.yaml"), at("2026-03-01T00:00:00Z"))
-        .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| format!("{d}\n")).collect::<String>()));
+fn valid_tree_ministries_and_rule_lines() {
+    let loaded = valid();
     let policy = &loaded.policy;
     let org = &policy.organization;
     assert_eq!(org.timezone, chrono_tz::America::Toronto);
@@ -79,6 +83,14 @@ fn valid_tree_loads_everything() {
         agri.rules[0].origin.file.as_ref(),
         "tests/fixtures/valid/policies/agriculture.yaml"
     );
+    let categories: Vec<_> = policy.categories.iter().map(|c| &*c.name).collect();
+    assert_eq!(categories, ["social-media", "video-streaming"]);
+}
+
+#[test]
+fn valid_tree_selectors_and_activity() {
+    let policy = valid().policy;
+    let agri = &policy.ministries[0];
     let twitter = &agri.rules[0];
     assert_eq!(
         twitter.selectors.domains[..2],
@@ -111,14 +123,11 @@ fn valid_tree_loads_everything() {
         (night.start_minute, night.end_minute, night.timezone),
         (1320, 120, chrono_tz::America::Toronto)
     );
-    let categories: Vec<_> = policy.categories.iter().map(|c| &*c.name).collect();
-    assert_eq!(categories, ["social-media", "video-streaming"]);
 }
 
 #[test]
 fn valid_tree_settings_and_files() {
-    let loaded =
-        config::load_at(&fixture("valid/egressd.yaml"), at("2026-03-01T00:00:00Z")).unwrap();
+    let loaded = valid();
     let s = &loaded.settings;
     assert_eq!(s.listen.proxy.len(), 2);
     assert_eq!(
@@ -229,6 +238,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("bad-listen", "egressd.yaml:2:27", "invalid address `localhost:3128`"),
     ("missing-tls-file", "egressd.yaml:5:11", "file `tests/fixtures/invalid/missing-tls-file/tls/missing.crt` not found"),
     ("bad-credentials", "users.yaml:3:13", "unknown ministry `nowhere`"),
+    ("bad-credentials", "users.yaml:2:18", "invalid password_hash `(hidden)`: expected an argon2 or bcrypt PHC string"),
     ("explicit-missing-folder", "egressd.yaml:2:11", "folder `tests/fixtures/invalid/explicit-missing-folder/polices` not found"),
 ];
 

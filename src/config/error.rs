@@ -113,6 +113,8 @@ pub enum Problem {
         "invalid `at` `{value}`: expected an RFC 3339 date-time, e.g. `2026-12-01T10:00:00-05:00`"
     )]
     BadInstant { value: String },
+    #[error("empty list entry: a rule needs `id`, `action` and a selector")]
+    EmptyRule,
     #[error("the rule has no selector; add `domains`, `hosts`, `categories`, `urls` or `destinations` (or `ports` alone to match every host on those ports)")]
     NoSelector,
     #[error("unknown ministry `{name}`: no policy file has `ministry: {name}`{hint}")]
@@ -169,6 +171,9 @@ impl Problem {
                 key: key.to_owned(),
                 hint,
             };
+        }
+        if message.starts_with("deserializing from YAML containing more than one document") {
+            return Problem::Yaml("more than one YAML document (`---`) in this file".to_owned());
         }
         if message.starts_with("invalid type: ") && message.ends_with("expected a sequence") {
             return Problem::NotAList(message);

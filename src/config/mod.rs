@@ -180,6 +180,44 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    /// Loads a config tree of `(relative path, text)` files; returns the printed diagnostics.
+    fn messages(tree: &[(&str, &str)]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+        for (path, text) in tree {
+            std::fs::write(dir.path().join(path), text).unwrap();
+        }
+        let diags = match load(&dir.path().join("egressd.yaml")) {
+            Ok(loaded) => loaded.warnings,
+            Err(diags) => diags,
+        };
+        let root = format!("{}/", dir.path().display());
+        diags
+            .iter()
+            .map(|d| d.to_string().replace(&root, ""))
+            .collect()
+    }
+
+    #[test]
+    fn edge_cases_of_policy_files() {
+        let m = messages(&[
+            ("egressd.yaml", ""),
+            ("policies/_organization.yaml", ""),
+            ("policies/a.yaml", "ministry: a\nrules:\n- {id: 42, action: allow, hosts: [a.x]}\n- {id: 42, action: allow, hosts: [b.x]}\n-\n"),
+            ("policies/b.yaml", "ministry: b\n---\nministry: c\n"),
+            ("policies/c.yaml", "ministry: c\nrules:\n- {id: x, action: allow, hosts: [a.x], schedule: {hours: 25:00-26:00, timezone: Nowhere}}\n"),
+            ("policies/_organisation.yaml", "default: block\n"),
+        ]);
+        assert_eq!(m, [
+            "policies/_organisation.yaml:1:1: `_organisation.yaml`: policy file names starting with `_` are reserved; the organization file is `_organization.yaml`",
+            "policies/a.yaml:4:8: duplicate rule id `42` (first used at line 3)",
+            "policies/a.yaml:5:2: empty list entry: a rule needs `id`, `action` and a selector",
+            "policies/b.yaml:1:1: more than one YAML document (`---`) in this file",
+            "policies/c.yaml:3:58: invalid `hours` `25:00-26:00`: expected HH:MM-HH:MM, e.g. `08:00-18:00`",
+            "policies/c.yaml:3:81: unknown time zone `Nowhere`; expected an IANA name such as `UTC` or `America/Toronto`",
+        ]);
+    }
+
     /// Writes a ministry file of `n` rules, block style or flow style.
     fn big_tree(n: usize, flow: bool) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

@@ -183,9 +183,14 @@ fn unlocated(doc: Doc<'_>, path: &[Seg], key: &Value, message: &str) -> YamlErro
     }
 }
 
-/// The string at `key` of a mapping value (e.g. a rule's `id`), if it is one.
-pub fn str_at<'v>(value: &'v Value, key: &str) -> Option<&'v str> {
-    value.get(key).and_then(Value::as_str)
+/// The scalar at `key` of a mapping value as text (a rule's `id`, even `id: 42`).
+pub fn scalar_at(value: &Value, key: &str) -> Option<String> {
+    match value.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
 }
 
 /// serde_yaml's text minus its decorations: the " at line L column C" suffixes (we print our

@@ -143,59 +143,72 @@ pub fn credentials(
         .ok()?;
     let (users, errors) = yaml::collect::<Pairs<yaml::Value>>(src.doc, &[], &value);
     report.yaml(&src, errors);
-    let mut out = Vec::new();
-    for (name, value) in users?.0 {
-        let user_src = src.child(&[Seg::key(&name)]);
-        let (raw, errors) = yaml::collect::<RawUser>(user_src.doc, &user_src.base, &value);
-        report.yaml(&user_src, errors);
-        let Some(raw) = raw else { continue };
-        let hash = raw.password_hash.filter(|h| {
-            let ok = [
-                "$argon2id$",
-                "$argon2i$",
-                "$argon2d$",
-                "$2a$",
-                "$2b$",
-                "$2y$",
-            ]
-            .iter()
-            .any(|p| h.starts_with(p));
-            if !ok {
-                let p = Problem::BadChoice {
-                    what: "password_hash",
-                    value: "(hidden)".into(),
-                    expected: "an argon2 or bcrypt PHC string (`$argon2id$…`, `$2b$…`)",
-                };
-                report.error(&user_src, &[Seg::key("password_hash")], p);
-            }
-            ok
-        });
-        let ministry = raw.ministry.or_else(|| {
-            report.error(
-                &user_src,
-                &[],
-                Problem::Missing {
-                    key: "ministry",
-                    hint: " for this user",
-                },
-            );
-            None
-        });
-        if let Some(m) = &ministry {
-            refs.push(MinistryRef {
-                path: vec![Seg::key(&name), Seg::key("ministry")],
-                name: m.to_string(),
-            });
-        }
-        if let (Some(password_hash), Some(ministry)) = (hash, ministry) {
-            out.push(User {
-                name,
-                password_hash: password_hash.into(),
-                ministry: ministry.into(),
-            });
-        }
-    }
+    let users = users?.0.into_iter();
+    let out = users.filter_map(|(name, value)| user(report, &src, name, &value, refs));
+    let out = out.collect();
     Some((text, out))
+}
+
+/// PHC string prefixes of the hash algorithms the proxy verifies.
+const HASH_PREFIXES: [&str; 6] = [
+    "$argon2id$",
+    "$argon2i$",
+    "$argon2d$",
+    "$2a$",
+    "$2b$",
+    "$2y$",
+];
+
+/// One user of the credentials file; records its ministry in `refs`.
+fn user(
+    report: &mut Report,
+    src: &Src<'_>,
+    name: String,
+    value: &yaml::Value,
+    refs: &mut Vec<MinistryRef>,
+) -> Option<User> {
+    let src = src.child(&[Seg::key(&name)]);
+    let (raw, errors) = yaml::collect::<RawUser>(src.doc, &src.base, value);
+    report.yaml(&src, errors);
+    let raw = raw?;
+    let missing = |key| Problem::Missing {
+        key,
+        hint: " for this user",
+    };
+    // The ministry first: it is checked against the policies even when the hash is bad.
+    let ministry = raw.ministry.map(String::from);
+    match &ministry {
+        Some(m) => {
+            let path = vec![Seg::key(&name), Seg::key("ministry")];
+            refs.push(MinistryRef {
+                path,
+                name: m.clone(),
+            });
+        }
+        None => report.error(&src, &[], missing("ministry")),
+    }
+    let hash = match raw.password_hash {
+        None => return report_none(report, &src, &[], missing("password_hash")),
+        Some(h) if HASH_PREFIXES.iter().any(|p| h.starts_with(p)) => h,
+        Some(_) => {
+            let p = Problem::BadChoice {
+                what: "password_hash",
+                value: "(hidden)".into(),
+                expected: "an argon2 or bcrypt PHC string (`$argon2id$…`, `$2b$…`)",
+            };
+            return report_none(report, &src, &[Seg::key("password_hash")], p);
+        }
+    };
+    Some(User {
+        name,
+        password_hash: hash.into(),
+        ministry: ministry?,
+    })
+}
+
+fn report_none<T>(report: &mut Report, src: &Src<'_>, rel: &[Seg], p: Problem) -> Option<T> {
+    report.error(src, rel, p);
+    None
 }
 
 /// Reports every reference in `refs` (made in `src`'s file) to a ministry no file defines.

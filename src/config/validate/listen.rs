@@ -64,64 +64,61 @@ fn tls(
     base: &Path,
     files: &mut Vec<PathBuf>,
 ) -> Option<TlsListen> {
-    let mut file =
-        |key: &'static str, raw: Option<Text>, required: bool| -> Option<Option<PathBuf>> {
-            let Some(raw) = raw else {
-                if required {
-                    report.error(
-                        src,
-                        &[],
-                        Problem::Missing {
-                            key,
-                            hint: " in `listen.proxy_tls` (a PEM file)",
-                        },
-                    );
-                    return None;
-                }
-                return Some(None);
-            };
-            let path = resolve(base, &raw);
-            files.push(path.clone());
-            if !path.is_file() {
-                report.error(
-                    src,
-                    &[Seg::key(key)],
-                    Problem::NotFound {
-                        what: "file",
-                        path: path.display().to_string(),
-                    },
-                );
-                return None;
-            }
-            Some(Some(path))
-        };
-    let (cert, key, client_ca) = (
-        file("cert", raw.cert, true),
-        file("key", raw.key, true),
-        file("client_ca", raw.client_ca, false),
+    let cert = pem_file(report, src, "cert", raw.cert, base, files);
+    let key = pem_file(report, src, "key", raw.key, base, files);
+    let client_ca = pem_file(report, src, "client_ca", raw.client_ca, base, files);
+    let address = raw
+        .address
+        .map(|a| values::socket(&a).map_err(|p| report.error(src, &[Seg::key("address")], p)));
+    let address = required(report, src, "address", address.transpose());
+    let (cert, key) = (
+        required(report, src, "cert", cert),
+        required(report, src, "key", key),
     );
-    let address = match raw.address {
-        Some(a) => values::socket(&a)
-            .map_err(|p| report.error(src, &[Seg::key("address")], p))
-            .ok(),
-        None => {
-            report.error(
-                src,
-                &[],
-                Problem::Missing {
-                    key: "address",
-                    hint: " in `listen.proxy_tls`, e.g. `0.0.0.0:3129`",
-                },
-            );
-            None
-        }
-    };
     Some(TlsListen {
         address: address?,
-        cert: cert??,
-        key: key??,
-        client_ca: client_ca?,
+        cert: cert?,
+        key: key?,
+        client_ca: client_ca.ok()?,
     })
+}
+
+/// A file named in `proxy_tls`, which must exist. `Err`: reported already.
+fn pem_file(
+    report: &mut Report,
+    src: &Src<'_>,
+    key: &'static str,
+    raw: Option<Text>,
+    base: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<Option<PathBuf>, ()> {
+    let Some(raw) = raw else { return Ok(None) };
+    let path = resolve(base, &raw);
+    // Watched even when missing: it may appear (a secret mounted late), which is a reload.
+    files.push(path.clone());
+    if path.is_file() {
+        return Ok(Some(path));
+    }
+    let problem = Problem::NotFound {
+        what: "file",
+        path: path.display().to_string(),
+    };
+    report.error(src, &[Seg::key(key)], problem);
+    Err(())
+}
+
+/// A key `proxy_tls` cannot do without: reported when absent.
+fn required<T>(
+    report: &mut Report,
+    src: &Src<'_>,
+    key: &'static str,
+    value: Result<Option<T>, ()>,
+) -> Option<T> {
+    if let Ok(None) = value {
+        let hint = " in `listen.proxy_tls`";
+        report.error(src, &[], Problem::Missing { key, hint });
+    }
+    value.ok().flatten()
 }
 
 #[cfg(test)]

@@ -2,12 +2,13 @@
 //! file per ministry (unique `ministry:` names, unique file stems), category files, and the
 //! rule lists inside them (unique ids per file, each rule located for `egressd explain`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use serde::de::DeserializeOwned;
 
 use super::files::{read, stem};
 use super::report::{Report, Src};
@@ -27,17 +28,21 @@ pub const ORGANIZATION: &str = "_organization";
 /// `config::locate_rule` finds one on demand.
 const MAX_WHOLE_FILE_PROBES: usize = 500;
 
-/// Parses `text` and deserializes the raw type of a whole file, reporting what fails.
-fn raw_file<T: serde::de::DeserializeOwned>(report: &mut Report, src: &Src<'_>) -> Option<T> {
+/// Parses a whole file into its raw type, reporting what fails. An empty file is all
+/// defaults (an empty `_organization.yaml` is a valid organization).
+fn raw_file<T: DeserializeOwned + Default>(report: &mut Report, src: &Src<'_>) -> Option<T> {
     let value = yaml::parse_value(src.doc)
         .map_err(|e| report.yaml(src, vec![e]))
         .ok()?;
+    if value.is_null() {
+        return Some(T::default());
+    }
     let (raw, errors) = yaml::collect::<T>(src.doc, &[], &value);
     report.yaml(src, errors);
     raw
 }
 
-/// Every category file of `dir` (name = file stem).
+/// Every category file among `paths` (name = file stem).
 pub fn categories(
     report: &mut Report,
     files: &mut Vec<PathBuf>,
@@ -50,27 +55,33 @@ pub fn categories(
             report.error_at(path, Pos::START, duplicate_stem(path, paths, &name));
             continue;
         }
-        let Some(text) = read(report, files, path, "category file") else {
-            continue;
+        // A category whose file is broken still exists (empty), so rules naming it do not
+        // add "unknown category" to the real error.
+        let (description, domains) = match read(report, files, path, "category file") {
+            Some(text) => category(report, &Src::whole(path, &text)),
+            None => (None, Vec::new()),
         };
-        let src = Src::whole(path, &text);
-        let Some(raw) = raw_file::<RawCategory>(report, &src) else {
-            continue;
-        };
-        let mut domains = Vec::new();
-        for (i, d) in raw.domains.iter().flatten().enumerate() {
-            match values::domain(d) {
-                Ok(d) => domains.push(d),
-                Err(p) => report.error(&src, &[Seg::key("domains"), Seg::Index(i)], p),
-            }
-        }
+        let name = name.into();
         out.push(Category {
-            name: name.into(),
-            description: raw.description.map(String::from),
+            name,
+            description,
             domains,
         });
     }
     out
+}
+
+/// A category file's description and normalised domains.
+fn category(report: &mut Report, src: &Src<'_>) -> (Option<String>, Vec<Box<str>>) {
+    let raw = raw_file::<RawCategory>(report, src).unwrap_or_default();
+    let mut domains = Vec::new();
+    for (i, d) in raw.domains.iter().flatten().enumerate() {
+        match values::domain(d) {
+            Ok(d) => domains.push(d),
+            Err(p) => report.error(src, &[Seg::key("domains"), Seg::Index(i)], p),
+        }
+    }
+    (raw.description.map(String::from), domains)
 }
 
 fn duplicate_stem(path: &Path, all: &[PathBuf], stem_name: &str) -> Problem {
@@ -110,31 +121,53 @@ pub fn policies(
         Some(path) => organization(report, files, path, &names, cx),
         None => empty_organization(dir),
     };
-    let mut ministries = Vec::new();
+    let ministries = ministries(
+        report,
+        files,
+        paths,
+        &ministry_paths,
+        &organization,
+        &names,
+        cx,
+    );
+    PolicySet {
+        organization,
+        ministries,
+        categories: cx.categories.to_vec(),
+    }
+}
+
+/// Every ministry file, in name order; `all` is every policy file (for clash messages).
+fn ministries(
+    report: &mut Report,
+    files: &mut Vec<PathBuf>,
+    all: &[PathBuf],
+    paths: &[&PathBuf],
+    org: &Organization,
+    names: &BTreeSet<String>,
+    cx: &PolicyCx<'_>,
+) -> Vec<Ministry> {
+    let mut out = Vec::new();
     // Ministry name -> (file, text) of its first definition, to point duplicates at it.
     let mut defined: HashMap<Arc<str>, (&Path, String)> = HashMap::new();
-    let mut stems: HashMap<String, &Path> = HashMap::new();
-    for path in ministry_paths {
-        let file_stem = stem(path);
-        if stems.insert(file_stem.clone(), path).is_some() {
-            report.error_at(path, Pos::START, duplicate_stem(path, paths, &file_stem));
+    let mut stems = HashSet::new();
+    for path in paths {
+        let Some(file_stem) = ministry_stem(report, path, all, &mut stems) else {
             continue;
-        }
-        if let Err(p) = values::ministry_name(&file_stem) {
-            report.error_at(path, Pos::START, reserved_file(p, &file_stem));
-            continue;
-        }
+        };
         let Some(text) = read(report, files, path, "ministry file") else {
             continue;
         };
+        let (stem, file, timezone, now) = (&*file_stem, display(path), org.timezone, cx.now);
         let rcx = RuleCx {
-            stem: &file_stem,
-            file: display(path),
-            timezone: organization.timezone,
-            categories: &names,
-            now: cx.now,
+            stem,
+            file,
+            timezone,
+            categories: names,
+            now,
         };
-        let Some(m) = ministry(report, &Src::whole(path, &text), &rcx) else {
+        let src = Src::whole(path, &text);
+        let Some(m) = ministry(report, &src, &rcx) else {
             continue;
         };
         if let Some((first, first_text)) = defined.get(&m.name) {
@@ -144,17 +177,32 @@ pub fn policies(
                 name: m.name.to_string(),
                 first,
             };
-            report.error(&Src::whole(path, &text), &[Seg::key("ministry")], problem);
+            report.error(&src, &[Seg::key("ministry")], problem);
             continue;
         }
         defined.insert(m.name.clone(), (path, text));
-        ministries.push(m);
+        out.push(m);
     }
-    PolicySet {
-        organization,
-        ministries,
-        categories: cx.categories.to_vec(),
+    out
+}
+
+/// The stem of a ministry file, unless it clashes with another file's or is reserved.
+fn ministry_stem(
+    report: &mut Report,
+    path: &Path,
+    all: &[PathBuf],
+    seen: &mut HashSet<String>,
+) -> Option<String> {
+    let file_stem = stem(path);
+    if !seen.insert(file_stem.clone()) {
+        report.error_at(path, Pos::START, duplicate_stem(path, all, &file_stem));
+        return None;
     }
+    if let Err(p) = values::ministry_name(&file_stem) {
+        report.error_at(path, Pos::START, reserved_file(p, &file_stem));
+        return None;
+    }
+    Some(file_stem)
 }
 
 fn reserved_file(p: Problem, file_stem: &str) -> Problem {
@@ -325,8 +373,8 @@ fn rule_list(
             }
         };
         let built = rule(report, &rule_src, value, line, rcx);
-        if let Some(id) = yaml::str_at(value, "id") {
-            if let Some(first) = seen.get(id) {
+        if let Some(id) = yaml::scalar_at(value, "id") {
+            if let Some(first) = seen.get(&id) {
                 let first = if *first == 0 {
                     "earlier in this file".to_owned()
                 } else {
@@ -336,13 +384,13 @@ fn rule_list(
                     &rule_src,
                     &[Seg::key("id")],
                     Problem::DuplicateRuleId {
-                        id: id.to_owned(),
+                        id: id.clone(),
                         first,
                     },
                 );
                 continue;
             }
-            seen.insert(id.to_owned(), line);
+            seen.insert(id, line);
         }
         rules.extend(built);
     }

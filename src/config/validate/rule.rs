@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use ipnet::IpNet;
 
 use super::report::{Report, Src};
 use super::{time, values};
@@ -39,40 +40,22 @@ pub(crate) fn rule(
     line: u32,
     cx: &RuleCx<'_>,
 ) -> Option<Rule> {
+    if value.is_null() {
+        return report_none(report, src, &[], Problem::EmptyRule);
+    }
     let (raw, structural) = yaml::collect::<RawRule>(src.doc, &src.base, value);
     let complete = structural.is_empty();
     report.yaml(src, structural);
     let raw = raw?;
-    let mut ok = complete;
-    let id = raw.id.as_deref();
-    match id.map(values::rule_id) {
-        Some(Err(p)) => ok = report_false(report, src, &[Seg::key("id")], p),
-        None if complete => {
-            ok = report_false(
-                report,
-                src,
-                &[],
-                missing("id", "; every rule needs an `id:`"),
-            )
-        }
-        _ => {}
-    }
-    let action = match raw.action.as_deref().map(values::action) {
-        Some(Ok(a)) => Some(a),
-        Some(Err(p)) => report_none(report, src, &[Seg::key("action")], p),
-        None if complete => {
-            report_none(report, src, &[], missing("action", ": `allow` or `block`"))
-        }
-        None => None,
-    };
+    let (id, action) = id_and_action(report, src, &raw, complete);
     let selectors = selectors(report, src, &raw, cx.categories);
-    if complete && !has_selector(&raw) {
+    let has_selector = has_selector(&raw);
+    if complete && !has_selector {
         report.error(src, &[], Problem::NoSelector);
-        ok = false;
     }
     let activity = activity(report, src, &raw, cx);
     let (id, action, selectors, activity) = (id?, action?, selectors?, activity?);
-    if !ok {
+    if !complete || !has_selector {
         return None;
     }
     if action == Action::Block && !selectors.urls.is_empty() {
@@ -92,6 +75,38 @@ pub(crate) fn rule(
             line,
         },
     })
+}
+
+/// `id` and `action`, both required. Their absence is only reported for a rule without
+/// structural errors: after `acton: allow`, "missing `action`" would repeat the typo.
+fn id_and_action<'r>(
+    report: &mut Report,
+    src: &Src<'_>,
+    raw: &'r RawRule,
+    complete: bool,
+) -> (Option<&'r str>, Option<Action>) {
+    let id = match raw.id.as_deref() {
+        Some(id) => values::rule_id(id)
+            .map(|()| id)
+            .map_err(|p| report.error(src, &[Seg::key("id")], p))
+            .ok(),
+        None if complete => report_none(
+            report,
+            src,
+            &[],
+            missing("id", "; every rule needs an `id:`"),
+        ),
+        None => None,
+    };
+    let action = match raw.action.as_deref().map(values::action) {
+        Some(Ok(a)) => Some(a),
+        Some(Err(p)) => report_none(report, src, &[Seg::key("action")], p),
+        None if complete => {
+            report_none(report, src, &[], missing("action", ": `allow` or `block`"))
+        }
+        None => None,
+    };
+    (id, action)
 }
 
 fn missing(key: &'static str, hint: &'static str) -> Problem {
@@ -119,66 +134,70 @@ fn selectors(
     report: &mut Report,
     src: &Src<'_>,
     raw: &RawRule,
-    categories: &BTreeSet<String>,
+    known: &BTreeSet<String>,
 ) -> Option<Selectors> {
-    let mut ok = true;
-    let mut each = |key: &'static str,
-                    list: &Option<Vec<Text>>,
-                    report: &mut Report,
-                    f: &mut dyn FnMut(&str) -> Result<(), Problem>| {
-        for (i, entry) in list.iter().flatten().enumerate() {
-            if let Err(p) = f(entry) {
+    let domains = list(report, src, "domains", &raw.domains, |e| values::domain(e));
+    let hosts = list(report, src, "hosts", &raw.hosts, |e| {
+        values::host(e, "host")
+    });
+    let urls = list(report, src, "urls", &raw.urls, |e| values::url_prefix(e));
+    let categories = list(
+        report,
+        src,
+        "categories",
+        &raw.categories,
+        |e| match known.contains(&**e) {
+            true => Ok(Box::from(&**e)),
+            false => Err(unknown_category(e, known)),
+        },
+    );
+    let destinations = destinations(report, src, &raw.destinations);
+    let ports = list(report, src, "ports", &raw.ports, |p| values::port(*p));
+    Some(Selectors {
+        domains: domains?,
+        hosts: hosts?,
+        categories: categories?,
+        urls: urls?,
+        destinations: destinations?,
+        ports: ports?,
+    })
+}
+
+/// Every entry of the list at `key` through `f`; `None` when any is bad (each reported).
+fn list<I, T>(
+    report: &mut Report,
+    src: &Src<'_>,
+    key: &str,
+    list: &Option<Vec<I>>,
+    f: impl Fn(&I) -> Result<T, Problem>,
+) -> Option<Vec<T>> {
+    let mut out = Some(Vec::new());
+    for (i, entry) in list.iter().flatten().enumerate() {
+        match (f(entry), out.as_mut()) {
+            (Ok(v), Some(out)) => out.push(v),
+            (Ok(_), None) => {}
+            (Err(p), _) => {
                 report.error(src, &[Seg::key(key), Seg::Index(i)], p);
-                ok = false;
+                out = None;
             }
         }
-    };
-    let mut s = Selectors::default();
-    each("domains", &raw.domains, report, &mut |e| {
-        values::domain(e).map(|d| s.domains.push(d))
-    });
-    each("hosts", &raw.hosts, report, &mut |e| {
-        values::host(e, "host").map(|h| s.hosts.push(h))
-    });
-    each("urls", &raw.urls, report, &mut |e| {
-        values::url_prefix(e).map(|u| s.urls.push(u))
-    });
-    each("categories", &raw.categories, report, &mut |e| {
-        if !categories.contains(e) {
-            return Err(unknown_category(e, categories));
-        }
-        s.categories.push(e.into());
-        Ok(())
-    });
-    let mut host_bits = Vec::new();
-    each("destinations", &raw.destinations, report, &mut |e| {
-        let (net, has_host_bits) = values::cidr(e)?;
-        if has_host_bits {
-            host_bits.push((s.destinations.len(), e.to_owned(), net));
-        }
-        s.destinations.push(net);
-        Ok(())
-    });
-    for (i, value, net) in host_bits {
-        report.warn(
-            src,
-            &[Seg::key("destinations"), Seg::Index(i)],
-            Problem::HostBitsSet {
-                value,
+    }
+    out
+}
+
+/// `destinations:`, warning about entries with host bits set (`10.0.0.1/8`).
+fn destinations(report: &mut Report, src: &Src<'_>, raw: &Option<Vec<Text>>) -> Option<Vec<IpNet>> {
+    let nets = list(report, src, "destinations", raw, |e| values::cidr(e))?;
+    for (i, ((net, host_bits), value)) in nets.iter().zip(raw.iter().flatten()).enumerate() {
+        if *host_bits {
+            let problem = Problem::HostBitsSet {
+                value: value.to_string(),
                 net: net.to_string(),
-            },
-        );
-    }
-    for (i, p) in raw.ports.iter().flatten().enumerate() {
-        match values::port(*p) {
-            Ok(p) => s.ports.push(p),
-            Err(e) => {
-                report.error(src, &[Seg::key("ports"), Seg::Index(i)], e);
-                ok = false;
-            }
+            };
+            report.warn(src, &[Seg::key("destinations"), Seg::Index(i)], problem);
         }
     }
-    ok.then_some(s)
+    Some(nets.into_iter().map(|(net, _)| net).collect())
 }
 
 fn unknown_category(name: &str, known: &BTreeSet<String>) -> Problem {
@@ -202,25 +221,19 @@ fn activity(
     raw: &RawRule,
     cx: &RuleCx<'_>,
 ) -> Option<Activity> {
-    let expires = match raw
+    let expires = raw
         .expires
         .as_deref()
-        .map(|e| time::expires(e, cx.timezone))
-    {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(p)) => return report_none(report, src, &[Seg::key("expires")], p),
-    };
+        .map(|e| time::expires(e, cx.timezone).map(Some));
+    let expires = optional(report, src, "expires", expires, None);
     let schedule = match &raw.schedule {
-        None => None,
-        Some(s) => Some(schedule(
-            report,
-            &src.child(&[Seg::key("schedule")]),
-            s,
-            cx.timezone,
-        )?),
+        None => Some(None),
+        Some(s) => schedule(report, &src.child(&[Seg::key("schedule")]), s, cx.timezone).map(Some),
     };
-    Some(Activity { expires, schedule })
+    Some(Activity {
+        expires: expires?,
+        schedule: schedule?,
+    })
 }
 
 fn schedule(
@@ -244,16 +257,11 @@ fn schedule(
         report.error(src, &[Seg::key("days")], Problem::EmptyDays);
         ok = false;
     }
-    let (start_minute, end_minute) = match raw.hours.as_deref().map(time::hours) {
-        None => (0, 0),
-        Some(Ok(h)) => h,
-        Some(Err(p)) => return report_none(report, src, &[Seg::key("hours")], p),
-    };
-    let timezone = match raw.timezone.as_deref().map(time::timezone) {
-        None => default_tz,
-        Some(Ok(tz)) => tz,
-        Some(Err(p)) => return report_none(report, src, &[Seg::key("timezone")], p),
-    };
+    let hours = raw.hours.as_deref().map(time::hours);
+    let hours = optional(report, src, "hours", hours, (0, 0));
+    let timezone = raw.timezone.as_deref().map(time::timezone);
+    let timezone = optional(report, src, "timezone", timezone, default_tz);
+    let ((start_minute, end_minute), timezone) = (hours?, timezone?);
     ok.then_some(Schedule {
         days,
         start_minute,
@@ -262,9 +270,19 @@ fn schedule(
     })
 }
 
-fn report_false(report: &mut Report, src: &Src<'_>, rel: &[Seg], p: Problem) -> bool {
-    report.error(src, rel, p);
-    false
+/// An optional field: `default` when absent, `None` (reported) when invalid.
+fn optional<T>(
+    report: &mut Report,
+    src: &Src<'_>,
+    key: &str,
+    value: Option<Result<T, Problem>>,
+    default: T,
+) -> Option<T> {
+    match value {
+        None => Some(default),
+        Some(Ok(v)) => Some(v),
+        Some(Err(p)) => report_none(report, src, &[Seg::key(key)], p),
+    }
 }
 
 fn report_none<T>(report: &mut Report, src: &Src<'_>, rel: &[Seg], p: Problem) -> Option<T> {

@@ -36,7 +36,48 @@ pub fn settings(
     base: &Path,
     files: &mut Vec<PathBuf>,
 ) -> SettingsOut {
-    let raw = match yaml::parse_value(src.doc) {
+    let raw = raw_settings(report, src);
+    let mut refs = Vec::new();
+    let dir = |raw: &Option<Text>, default: &str| resolve(base, raw.as_deref().unwrap_or(default));
+    let section = |key: &str| src.child(&[Seg::key(key)]);
+    let cache = raw.cache.max_entries.map(to_usize);
+    let settings = Settings {
+        policies_dir: dir(&raw.policies, "policies/"),
+        categories_dir: dir(&raw.categories, "categories/"),
+        tests_dir: dir(&raw.tests, "tests/"),
+        listen: listen(report, &section("listen"), raw.listen, base, files),
+        identity: identity(report, &section("identity"), raw.identity, base, &mut refs),
+        egress: egress(report, &section("egress"), raw.egress),
+        tunnel: Tunnel {
+            allow_non_tls: raw.tunnel.allow_non_tls,
+        },
+        dns: dns(
+            report,
+            &section("dns").child(&[Seg::key("static")]),
+            raw.dns,
+        ),
+        forwarding: Forwarding {
+            x_forwarded_for: raw.forwarding.x_forwarded_for,
+        },
+        timeouts: timeouts(report, &section("timeouts"), raw.timeouts),
+        limits: limits(report, &section("limits"), raw.limits),
+        cache: CacheSettings {
+            max_entries: cache.unwrap_or(CacheSettings::default().max_entries),
+        },
+        audit: audit(raw.audit, base),
+        pac: raw.pac.map(|p| pac(report, &section("pac"), p)),
+    };
+    SettingsOut {
+        settings,
+        ministry_refs: refs,
+        policies_explicit: raw.policies.is_some(),
+        categories_explicit: raw.categories.is_some(),
+    }
+}
+
+/// The raw file; what is broken is reported and replaced by defaults.
+fn raw_settings(report: &mut Report, src: &Src<'_>) -> RawSettings {
+    match yaml::parse_value(src.doc) {
         Ok(value) => {
             let (raw, errors) = yaml::collect::<RawSettings>(src.doc, &[], &value);
             report.yaml(src, errors);
@@ -46,57 +87,6 @@ pub fn settings(
             report.yaml(src, vec![e]);
             RawSettings::default()
         }
-    };
-    let mut refs = Vec::new();
-    let dir = |raw: &Option<Text>, default: &str| resolve(base, raw.as_deref().unwrap_or(default));
-    let settings = Settings {
-        policies_dir: dir(&raw.policies, "policies/"),
-        categories_dir: dir(&raw.categories, "categories/"),
-        tests_dir: dir(&raw.tests, "tests/"),
-        listen: listen(
-            report,
-            &src.child(&[Seg::key("listen")]),
-            raw.listen,
-            base,
-            files,
-        ),
-        identity: identity(
-            report,
-            &src.child(&[Seg::key("identity")]),
-            raw.identity,
-            base,
-            &mut refs,
-        ),
-        egress: egress(report, &src.child(&[Seg::key("egress")]), raw.egress),
-        tunnel: Tunnel {
-            allow_non_tls: raw.tunnel.allow_non_tls,
-        },
-        dns: dns(
-            report,
-            &src.child(&[Seg::key("dns"), Seg::key("static")]),
-            raw.dns,
-        ),
-        forwarding: Forwarding {
-            x_forwarded_for: raw.forwarding.x_forwarded_for,
-        },
-        timeouts: timeouts(report, &src.child(&[Seg::key("timeouts")]), raw.timeouts),
-        limits: limits(report, &src.child(&[Seg::key("limits")]), raw.limits),
-        cache: CacheSettings {
-            max_entries: raw
-                .cache
-                .max_entries
-                .map_or(CacheSettings::default().max_entries, to_usize),
-        },
-        audit: audit(raw.audit, base),
-        pac: raw
-            .pac
-            .map(|p| pac(report, &src.child(&[Seg::key("pac")]), p)),
-    };
-    SettingsOut {
-        settings,
-        ministry_refs: refs,
-        policies_explicit: raw.policies.is_some(),
-        categories_explicit: raw.categories.is_some(),
     }
 }
 
