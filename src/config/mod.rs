@@ -2,8 +2,8 @@
 //! reach, turned into a validated [`Settings`] and [`PolicySet`] — or into *every* problem,
 //! each printed `FILE:LINE:COLUMN: message`.
 //!
-//! Three layers, as in the rest of egressd: [`raw`] (serde types, unknown keys rejected; the
-//! only YAML calls are in [`yaml`]), `validate` (checks, normalisation, diagnostics with
+//! Three layers, as in the rest of egressd: `raw` (serde types, unknown keys rejected; the
+//! only YAML calls are in `yaml`), `validate` (checks, normalisation, diagnostics with
 //! positions) and the validated model ([`settings`], [`crate::policy::model`]).
 //!
 //! Decisions where the contract is silent:
@@ -18,12 +18,12 @@
 
 mod error;
 mod outline;
-pub mod raw;
+mod raw;
 mod seek;
 pub mod settings;
 mod testcases;
 mod validate;
-pub mod yaml;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 
@@ -91,19 +91,7 @@ pub fn load_at(config_path: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Dia
     let policy = policies(&mut report, &mut files, &s.policies_dir, &policy_paths, &cx);
     check_ministries(&mut report, &config, &out.ministry_refs, &policy);
     if let Some(path) = out.settings.identity.credentials.clone() {
-        if !path.is_file() {
-            let p = Problem::NotFound {
-                what: "credentials file",
-                path: path.display().to_string(),
-            };
-            report.error(&config, &[Seg::key("identity"), Seg::key("credentials")], p);
-        } else {
-            let mut refs = Vec::new();
-            if let Some((text, users)) = credentials(&mut report, &mut files, &path, &mut refs) {
-                check_ministries(&mut report, &Src::whole(&path, &text), &refs, &policy);
-                out.settings.identity.users = users;
-            }
-        }
+        out.settings.identity.users = users(&mut report, &mut files, &config, &path, &policy);
     }
     if report.has_errors() {
         return Err(report.finish());
@@ -114,6 +102,30 @@ pub fn load_at(config_path: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Dia
         warnings: report.finish(),
         files,
     })
+}
+
+/// The users of `identity.credentials` (`path`), whose ministries must have policy files.
+fn users(
+    report: &mut Report,
+    files: &mut Vec<PathBuf>,
+    config: &Src<'_>,
+    path: &Path,
+    policy: &PolicySet,
+) -> Vec<settings::User> {
+    if !path.is_file() {
+        let p = Problem::NotFound {
+            what: "credentials file",
+            path: path.display().to_string(),
+        };
+        report.error(config, &[Seg::key("identity"), Seg::key("credentials")], p);
+        return Vec::new();
+    }
+    let mut refs = Vec::new();
+    let Some((text, users)) = credentials(report, files, path, &mut refs) else {
+        return Vec::new();
+    };
+    check_ministries(report, &Src::whole(path, &text), &refs, policy);
+    users
 }
 
 /// The YAML files of a folder named by `key` in `egressd.yaml`.

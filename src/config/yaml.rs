@@ -194,7 +194,7 @@ pub fn scalar_at(value: &Value, key: &str) -> Option<String> {
 }
 
 /// serde_yaml's text minus its decorations: the " at line L column C" suffixes (we print our
-/// own positions) and the "a.b[3]: " path prefix in front of serde's own messages.
+/// own positions) and the `a.b[3]: ` path prefix in front of serde's own messages.
 pub(crate) fn clean_message(raw: &str) -> String {
     let mut s = raw.to_owned();
     while let Some(at) = find_mark(&s) {
