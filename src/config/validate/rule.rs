@@ -313,7 +313,8 @@ fn expiry_warnings(
             },
         );
     } else if left < chrono::Duration::days(EXPIRY_WARNING_DAYS) {
-        let days = left.num_days() + 1;
+        // Whole days, rounded up: "expires in 1 day(s)" until the last second.
+        let days = (left.num_seconds() + 86_399) / 86_400;
         report.warn(
             src,
             &at,
