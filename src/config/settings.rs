@@ -53,9 +53,31 @@ pub struct Identity {
     /// Certificate name pattern (`*.x` or exact) -> ministry name, in file order.
     pub certificates: Vec<(String, String)>,
     pub credentials: Option<PathBuf>,
+    /// The users of the `credentials` file, validated (every ministry exists).
+    pub users: Vec<User>,
     pub allow_basic_over_plaintext: bool,
     /// Ministry for clients nothing identifies; `None` blocks them.
     pub default_ministry: Option<String>,
+}
+
+/// One `Proxy-Authorization` (Basic) user of `identity.credentials`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// An argon2 or bcrypt PHC string (`$argon2id$…`, `$2b$…`).
+    pub password_hash: String,
+    pub ministry: String,
+}
+
+/// Hashes stay out of logs and panics.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("ministry", &self.ministry)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

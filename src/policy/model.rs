@@ -52,7 +52,8 @@ impl Mode {
 pub struct Origin {
     /// The file as the user named it (relative to the working directory or absolute).
     pub file: Arc<str>,
-    /// 1-based line of the rule's first key.
+    /// 1-based line of the rule's first key; 0 when unknown (a very long file written in flow
+    /// style, see `config::locate_rule`).
     pub line: u32,
 }
 
