@@ -1,1 +1,54 @@
-fn main(){}
+//! The `egressd` binary: parse the command line, set up logging, hand off to the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use egressd::cli::{self, Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => match run(&cli.config) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("egressd: {e:#}");
+                1
+            }
+        },
+        Command::Check(a) => cli::check(&cli.config, a.strict),
+        Command::Explain(a) => cli::explain(&cli.config, &a),
+        Command::Test(a) => cli::run_tests(&cli.config, &a.files),
+    };
+    ExitCode::from(code as u8)
+}
+
+fn run(config: &std::path::Path) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "egressd=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let server = egressd::app::Server::start(config).await?;
+        tracing::info!(config = %server.config_path().display(), "egressd running");
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

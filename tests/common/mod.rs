@@ -197,12 +197,23 @@ async fn read_response_inner(s: &mut TcpStream) -> RawResponse {
         }
         let mut chunk = [0u8; 4096];
         let n = s.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed before a response head: {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "connection closed before a response head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter(|l| !l.is_empty())
         .map(|l| {
@@ -211,10 +222,19 @@ async fn read_response_inner(s: &mut TcpStream) -> RawResponse {
         })
         .collect();
     let mut body = buf[head_end..].to_vec();
-    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     if status == 200 && get("content-length").is_none() && get("transfer-encoding").is_none() {
         // CONNECT 200: no body.
-        return RawResponse { status, headers, body };
+        return RawResponse {
+            status,
+            headers,
+            body,
+        };
     }
     if let Some(len) = get("content-length") {
         let len: usize = len.parse().unwrap();
@@ -226,7 +246,8 @@ async fn read_response_inner(s: &mut TcpStream) -> RawResponse {
         }
         body.truncate(len);
     } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        while find(&body, b"0\r\n\r\n").is_none() {
+        // Only the tail can hold the terminator: searching it keeps large bodies linear.
+        while !body.ends_with(b"0\r\n\r\n") {
             let mut chunk = vec![0u8; 65536];
             let n = s.read(&mut chunk).await.unwrap();
             if n == 0 {
@@ -236,14 +257,26 @@ async fn read_response_inner(s: &mut TcpStream) -> RawResponse {
         }
         body = dechunk(&body);
     }
-    RawResponse { status, headers, body }
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(i) = find(b, b"\r\n") else { break };
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap().split(';').next().unwrap().trim(), 16).unwrap();
+    while let Some(i) = find(b, b"\r\n") {
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&b[..i])
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
+            16,
+        )
+        .unwrap();
         if size == 0 {
             break;
         }
@@ -260,13 +293,17 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// A GET through the proxy in absolute form.
 pub async fn get(proxy: SocketAddr, url: &str, extra_headers: &str) -> RawResponse {
     let host = url.split("://").nth(1).unwrap().split('/').next().unwrap();
-    let req = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}Connection: close\r\n\r\n");
+    let req =
+        format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}Connection: close\r\n\r\n");
     raw(proxy, req.as_bytes()).await
 }
 
 /// Whether `curl` is on this machine (CI installs it).
 pub fn have_curl() -> bool {
-    std::process::Command::new("curl").arg("--version").output().is_ok()
+    std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok()
 }
 
 pub fn path_str(p: &Path) -> &str {

@@ -1,0 +1,237 @@
+//! Connection timeouts without a timer per read: the I/O wrapper [`TrackedIo`] stamps every read
+//! and write into a shared [`Activity`], and one watchdog per connection sleeps until the
+//! deadline those stamps imply, re-arming only when it wakes early.
+//!
+//! The contract's timeouts, as deadlines:
+//! - waiting for a request on a keep-alive connection: `timeouts.idle` from the end of the last
+//!   response (or from accept);
+//! - once the first byte of a request head arrived: `timeouts.request_header` from that byte
+//!   until the head is complete (slowloris);
+//! - while a request is in flight: `timeouts.idle` without a byte in either direction (upstream
+//!   waits are bounded by their own `connect`/`response_header` timeouts);
+//! - an open tunnel: `timeouts.idle` without a byte in either direction.
+//!
+//! hyper's own `header_read_timeout` is not used: it starts when hyper begins waiting for the
+//! next head, so it would cut idle keep-alive connections after `request_header`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+const NOT_STARTED: u64 = u64::MAX;
+
+/// Activity stamps of one client connection, shared by its I/O, its service and its watchdog.
+#[derive(Debug)]
+pub struct Activity {
+    epoch: Instant,
+    last_io_ms: AtomicU64,
+    head_started_ms: AtomicU64,
+    in_flight: AtomicU32,
+    /// Wakes the watchdog when its deadline moves earlier (a head started: `request_header`
+    /// is usually shorter than the idle time it was sleeping for).
+    rearm: Notify,
+}
+
+/// Why the watchdog closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    Idle,
+    RequestHeader,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Activity {
+    pub fn new() -> Activity {
+        Activity {
+            epoch: Instant::now(),
+            last_io_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(NOT_STARTED),
+            in_flight: AtomicU32::new(0),
+            rearm: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn on_read(&self) {
+        let now = self.now_ms();
+        self.last_io_ms.store(now, Relaxed);
+        if self.in_flight.load(Relaxed) == 0 && self.head_started_ms.load(Relaxed) == NOT_STARTED {
+            self.head_started_ms.store(now, Relaxed);
+            self.rearm.notify_one();
+        }
+    }
+
+    fn on_write(&self) {
+        self.last_io_ms.store(self.now_ms(), Relaxed);
+    }
+
+    /// Called when a request head is complete; the guard ends the request when the response
+    /// (body included) is done or dropped.
+    pub fn begin_request(self: &Arc<Self>) -> RequestGuard {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.head_started_ms.store(NOT_STARTED, Relaxed);
+        self.on_write();
+        RequestGuard(self.clone())
+    }
+
+    fn connection_deadline(&self, idle: Duration, header: Duration) -> (u64, Expired) {
+        let head = self.head_started_ms.load(Relaxed);
+        if self.in_flight.load(Relaxed) == 0 && head != NOT_STARTED {
+            (head + header.as_millis() as u64, Expired::RequestHeader)
+        } else {
+            (
+                self.last_io_ms.load(Relaxed) + idle.as_millis() as u64,
+                Expired::Idle,
+            )
+        }
+    }
+
+    /// Resolves when the connection has been idle, or slow to send a head, for too long.
+    pub async fn watch_connection(&self, idle: Duration, header: Duration) -> Expired {
+        loop {
+            let (deadline, why) = self.connection_deadline(idle, header);
+            if self.now_ms() >= deadline {
+                return why;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(self.epoch + Duration::from_millis(deadline)) => {}
+                _ = self.rearm.notified() => {}
+            }
+        }
+    }
+
+    /// Resolves when no byte moved in either direction for `idle` (tunnels).
+    pub async fn watch_idle(&self, idle: Duration) {
+        loop {
+            let deadline = self.last_io_ms.load(Relaxed) + idle.as_millis() as u64;
+            if self.now_ms() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(self.epoch + Duration::from_millis(deadline)).await;
+        }
+    }
+}
+
+/// Marks one request in flight on its connection.
+#[derive(Debug)]
+pub struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+        self.0.on_write();
+    }
+}
+
+/// An I/O object that stamps reads and writes into an [`Activity`].
+#[derive(Debug)]
+pub struct TrackedIo<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> TrackedIo<T> {
+    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
+        TrackedIo { inner, activity }
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.on_read();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_write();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_write();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_then_header_deadlines() {
+        let a = Arc::new(Activity::new());
+        let idle = Duration::from_secs(60);
+        let header = Duration::from_secs(10);
+        // Nothing read: idle applies from accept.
+        assert_eq!(a.connection_deadline(idle, header), (60_000, Expired::Idle));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        a.on_read();
+        assert_eq!(
+            a.connection_deadline(idle, header),
+            (15_000, Expired::RequestHeader)
+        );
+        let g = a.begin_request();
+        assert_eq!(a.connection_deadline(idle, header).1, Expired::Idle);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(g);
+        assert_eq!(a.connection_deadline(idle, header), (66_000, Expired::Idle));
+        let why = a.watch_connection(idle, header).await;
+        assert_eq!(why, Expired::Idle);
+        assert!(a.now_ms() >= 66_000);
+    }
+}

@@ -1,0 +1,12 @@
+//! The hot path: accept → identify → decide → forward.
+pub mod activity;
+pub mod body;
+pub mod dial;
+pub mod forward;
+pub mod guard;
+pub mod limits;
+pub mod listener;
+pub mod respond;
+pub mod service;
+pub mod target;
+pub mod tunnel;

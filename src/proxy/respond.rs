@@ -1,0 +1,288 @@
+//! Every response egressd makes up itself (400, 403, 502, 504, …) is built here, each with its
+//! RFC 9209 `Proxy-Status` header, so that a block or a failure looks the same whichever path
+//! produced it. A block is not an error: it carries the deciding rule and its reason.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::Full;
+
+/// The name egressd gives itself in `Proxy-Status` and `Via`.
+pub const PROXY_NAME: &str = "egressd";
+
+/// RFC 9209 §2.3 proxy error types that egressd produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    DnsTimeout,
+    DnsError,
+    DestinationNotFound,
+    DestinationIpProhibited,
+    DestinationIpUnroutable,
+    ConnectionRefused,
+    ConnectionTerminated,
+    ConnectionTimeout,
+    ConnectionReadTimeout,
+    HttpRequestError,
+    HttpRequestDenied,
+    HttpResponseIncomplete,
+    HttpProtocolError,
+    HttpResponseTimeout,
+    ProxyInternalError,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::DnsTimeout => "dns_timeout",
+            ErrorType::DnsError => "dns_error",
+            ErrorType::DestinationNotFound => "destination_not_found",
+            ErrorType::DestinationIpProhibited => "destination_ip_prohibited",
+            ErrorType::DestinationIpUnroutable => "destination_ip_unroutable",
+            ErrorType::ConnectionRefused => "connection_refused",
+            ErrorType::ConnectionTerminated => "connection_terminated",
+            ErrorType::ConnectionTimeout => "connection_timeout",
+            ErrorType::ConnectionReadTimeout => "connection_read_timeout",
+            ErrorType::HttpRequestError => "http_request_error",
+            ErrorType::HttpRequestDenied => "http_request_denied",
+            ErrorType::HttpResponseIncomplete => "http_response_incomplete",
+            ErrorType::HttpProtocolError => "http_protocol_error",
+            ErrorType::HttpResponseTimeout => "http_response_timeout",
+            ErrorType::ProxyInternalError => "proxy_internal_error",
+        }
+    }
+
+    /// The status a client sees for this error (RFC 9209 §2.3 recommendations).
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorType::DnsTimeout
+            | ErrorType::ConnectionTimeout
+            | ErrorType::ConnectionReadTimeout
+            | ErrorType::HttpResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorType::HttpRequestError => StatusCode::BAD_REQUEST,
+            ErrorType::HttpRequestDenied | ErrorType::DestinationIpProhibited => {
+                StatusCode::FORBIDDEN
+            }
+            ErrorType::ProxyInternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// `Proxy-Status: egressd; error=TYPE; details="…"` with `details` as an RFC 8941 sf-string
+/// (printable ASCII; `"` and `\` escaped, anything else replaced), so a hostile value can never
+/// break the header.
+pub fn proxy_status(error: ErrorType, details: &str) -> HeaderValue {
+    let mut v = String::with_capacity(48 + details.len());
+    v.push_str(PROXY_NAME);
+    v.push_str("; error=");
+    v.push_str(error.as_str());
+    if !details.is_empty() {
+        v.push_str("; details=\"");
+        for c in details.chars() {
+            match c {
+                '"' | '\\' => {
+                    v.push('\\');
+                    v.push(c);
+                }
+                ' '..='~' => v.push(c),
+                _ => v.push('?'),
+            }
+        }
+        v.push('"');
+    }
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("egressd"))
+}
+
+/// What the block page tells the user.
+pub struct BlockPage<'a> {
+    pub ministry: &'a str,
+    pub rule: &'a str,
+    pub reason: Option<&'a str>,
+    pub contact: Option<&'a str>,
+    pub host: &'a str,
+}
+
+/// 403 for a policy block, with an HTML page when the client accepts HTML, plain text otherwise.
+pub fn blocked(page: &BlockPage<'_>, request_headers: Option<&HeaderMap>) -> Response<Full<Bytes>> {
+    let html = request_headers.is_some_and(accepts_html);
+    let body = if html {
+        block_html(page)
+    } else {
+        block_text(page)
+    };
+    let ctype = if html {
+        "text/html; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    build(
+        StatusCode::FORBIDDEN,
+        proxy_status(ErrorType::HttpRequestDenied, page.rule),
+        ctype,
+        body,
+    )
+}
+
+/// A failure (bad request, guard refusal, upstream error): status from the error type, a short
+/// plain-text body naming it.
+pub fn error(error: ErrorType, details: &str) -> Response<Full<Bytes>> {
+    let status = error.status();
+    let body = format!(
+        "{} {}\negressd: {}{}{}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        error.as_str(),
+        if details.is_empty() { "" } else { ": " },
+        details
+    );
+    build(
+        status,
+        proxy_status(error, details),
+        "text/plain; charset=utf-8",
+        body,
+    )
+}
+
+fn build(
+    status: StatusCode,
+    proxy_status: HeaderValue,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert("proxy-status", proxy_status);
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::BAD_REQUEST {
+        // After a malformed request the stream position is unknown: do not reuse it.
+        h.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers.get_all(ACCEPT).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').any(|item| {
+                let media = item.split(';').next().unwrap_or("").trim();
+                media.eq_ignore_ascii_case("text/html")
+                    || media.eq_ignore_ascii_case("text/*")
+                    || media == "*/*"
+            })
+        })
+    })
+}
+
+fn block_text(p: &BlockPage<'_>) -> String {
+    let mut s = format!(
+        "Access to {} is blocked by egressd.\n\nMinistry: {}\nRule: {}\n",
+        p.host, p.ministry, p.rule
+    );
+    if let Some(r) = p.reason {
+        s.push_str(&format!("Reason: {r}\n"));
+    }
+    if let Some(c) = p.contact {
+        s.push_str(&format!("Contact: {c}\n"));
+    }
+    s
+}
+
+fn block_html(p: &BlockPage<'_>) -> String {
+    let row = |k: &str, v: &str| format!("<tr><th>{k}</th><td>{}</td></tr>\n", escape(v));
+    let mut rows = row("Ministry", p.ministry) + &row("Rule", p.rule);
+    if let Some(r) = p.reason {
+        rows += &row("Reason", r);
+    }
+    if let Some(c) = p.contact {
+        rows += &row("Contact", c);
+    }
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Blocked</title>\
+         <style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}\
+         th{{text-align:left;padding-right:1em}}</style></head>\n<body>\n\
+         <h1>Access blocked</h1>\n<p>Access to <b>{}</b> is blocked by the network policy.</p>\n\
+         <table>\n{rows}</table>\n</body></html>\n",
+        escape(p.host)
+    )
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_status_escapes_details() {
+        let v = proxy_status(ErrorType::HttpRequestDenied, "a\"b\\c\u{e9}");
+        assert_eq!(
+            v.to_str().unwrap(),
+            r#"egressd; error=http_request_denied; details="a\"b\\c?""#
+        );
+        assert_eq!(
+            proxy_status(ErrorType::DnsError, "").to_str().unwrap(),
+            "egressd; error=dns_error"
+        );
+    }
+
+    #[test]
+    fn block_page_negotiates_html() {
+        let page = BlockPage {
+            ministry: "agriculture",
+            rule: "_organization/social-media",
+            reason: Some("<script>"),
+            contact: Some("help@example"),
+            host: "www.facebook.com",
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("text/html,application/xhtml+xml"),
+        );
+        let r = blocked(&page, Some(&h));
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let r = blocked(&page, Some(&h));
+        assert!(r.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        assert!(block_html(&page).contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn error_statuses() {
+        assert_eq!(ErrorType::DnsError.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            ErrorType::ConnectionTimeout.status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            ErrorType::DestinationIpProhibited.status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            error(ErrorType::HttpRequestError, "x").status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

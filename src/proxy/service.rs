@@ -1,0 +1,251 @@
+//! One request, start to finish: load the snapshot, parse the target, identify, decide, then
+//! block, or resolve + guard + forward (plain HTTP) / tunnel (CONNECT). Every synthetic answer
+//! comes from `respond`.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use http::{HeaderMap, Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::activity::{Activity, RequestGuard};
+use super::body::ProxyBody;
+use super::dial::{self, DialError, Resolver};
+use super::forward::{self, UpstreamClient};
+use super::respond::{self, BlockPage, ErrorType};
+use super::target::{self, Target};
+use super::tunnel;
+use crate::identity::Identified;
+use crate::policy::{Kind, Outcome, Verdict};
+use crate::snapshot::Snapshot;
+
+/// Process-wide state of the hot path. Only `snapshot` changes at run time (atomically).
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub resolver: Resolver,
+    pub client: UpstreamClient,
+    pub connect_timeout_ms: Arc<AtomicU64>,
+}
+
+/// Per-connection context handed to every request of the connection.
+pub struct ConnCtx {
+    pub peer: SocketAddr,
+    pub activity: Arc<Activity>,
+    pub shared: Arc<Shared>,
+}
+
+pub async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<ConnCtx>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let guard = ctx.activity.begin_request();
+    let snap = ctx.shared.snapshot.load_full();
+    if req.method() == Method::CONNECT {
+        return Ok(tunnel::handle(req, ctx, snap, guard).await);
+    }
+    Ok(forward_http(req, &ctx, &snap, guard).await)
+}
+
+/// Who asked and what the policy said.
+#[derive(Clone, Copy, Debug)]
+pub struct Decided {
+    pub who: Identified,
+    pub verdict: Verdict,
+}
+
+/// Why a request goes no further; turned into a response by [`Stop::into_response`].
+#[derive(Debug)]
+pub enum Stop {
+    /// A policy block (from the decision or from `destinations:` after resolution).
+    Blocked(Decided),
+    /// Resolution, the egress guard or the connection failed.
+    Failed(DialError),
+}
+
+impl Stop {
+    pub fn into_response(
+        self,
+        snap: &Snapshot,
+        target: &Target,
+        headers: Option<&HeaderMap>,
+    ) -> Response<ProxyBody> {
+        match self {
+            Stop::Blocked(d) => block_response(snap, d, target, headers),
+            Stop::Failed(e) => dial_error(&e),
+        }
+    }
+}
+
+/// Identifies the client and decides `target` (cache first). A block is a [`Stop`].
+pub fn decide(
+    ctx: &ConnCtx,
+    snap: &Snapshot,
+    target: &Target,
+    path: Option<&str>,
+) -> Result<Decided, Stop> {
+    let who = snap.identity.identify(ctx.peer.ip());
+    let verdict = match who.ministry {
+        None => snap.policy.unknown_verdict(),
+        Some(m) => {
+            let now = Utc::now();
+            let (v, _hit) =
+                (snap.cache).decide(&snap.policy, m, &target.host, target.port, path, now);
+            v
+        }
+    };
+    let decided = Decided { who, verdict };
+    if verdict.outcome == Outcome::Block {
+        return Err(Stop::Blocked(decided));
+    }
+    Ok(decided)
+}
+
+/// Resolves the target, applies `destinations:` block rules to the resolved addresses, then the
+/// egress guard. Returns the checked addresses; `decided` becomes the destination rule's verdict
+/// when one applied in report mode.
+pub async fn clear(
+    ctx: &ConnCtx,
+    snap: &Snapshot,
+    target: &Target,
+    decided: &mut Decided,
+) -> Result<Vec<IpAddr>, Stop> {
+    let s = &snap.settings;
+    let addrs = (ctx.shared.resolver)
+        .resolve(&target.host, &s.dns.static_hosts, s.timeouts.connect)
+        .await
+        .map_err(Stop::Failed)?;
+    // Explicit `destinations:` block rules first: a policy rule names the reason better than
+    // the guard's generic refusal, and its report mode must apply.
+    if let (Some(_), Some(m)) = (target.host.name(), decided.who.ministry) {
+        if let Some(v) = snap
+            .policy
+            .check_resolved(m, &addrs, target.port, Utc::now())
+        {
+            decided.verdict = v;
+            if v.outcome == Outcome::Block {
+                return Err(Stop::Blocked(*decided));
+            }
+        }
+    }
+    dial::check_guard(&addrs, &s.egress.allow_private_cidrs).map_err(Stop::Failed)?;
+    Ok(addrs)
+}
+
+async fn forward_http(
+    mut req: Request<Incoming>,
+    ctx: &ConnCtx,
+    snap: &Snapshot,
+    guard: RequestGuard,
+) -> Response<ProxyBody> {
+    let target = match target::parse_absolute(req.uri()) {
+        Ok(t) => t,
+        Err(e) => {
+            return local(
+                respond::error(ErrorType::HttpRequestError, &e.to_string()),
+                guard,
+            )
+        }
+    };
+    let path = req.uri().path_and_query().map(|p| p.as_str());
+    let mut decided = match decide(ctx, snap, &target, path) {
+        Ok(d) => d,
+        Err(stop) => {
+            return with_guard(
+                stop.into_response(snap, &target, Some(req.headers())),
+                guard,
+            )
+        }
+    };
+    let addrs = match clear(ctx, snap, &target, &mut decided).await {
+        Ok(a) => a,
+        Err(stop) => {
+            return with_guard(
+                stop.into_response(snap, &target, Some(req.headers())),
+                guard,
+            )
+        }
+    };
+    let addr = SocketAddr::new(addrs[0], target.port);
+    let xff = snap
+        .settings
+        .forwarding
+        .x_forwarded_for
+        .then(|| ctx.peer.ip());
+    if let Err(e) = forward::prepare_request(&mut req, &target, addr, xff) {
+        return local(respond::error(e, "request cannot be forwarded"), guard);
+    }
+    let timeout = snap.settings.timeouts.response_header;
+    match tokio::time::timeout(timeout, ctx.shared.client.request(req)).await {
+        Err(_) => local(
+            respond::error(ErrorType::HttpResponseTimeout, &target.host.to_string()),
+            guard,
+        ),
+        Ok(Err(e)) => {
+            let kind = forward::classify(&e);
+            tracing::debug!(error = %e, host = %target.host, "upstream request failed");
+            local(respond::error(kind, &target.host.to_string()), guard)
+        }
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            forward::prepare_response(&mut parts.headers);
+            Response::from_parts(parts, ProxyBody::upstream(body, Some(guard)))
+        }
+    }
+}
+
+fn block_response(
+    snap: &Snapshot,
+    decided: Decided,
+    target: &Target,
+    headers: Option<&HeaderMap>,
+) -> Response<ProxyBody> {
+    let rule = snap.policy.rule(decided.verdict.rule);
+    let (name, contact) = match decided.who.ministry {
+        Some(m) => {
+            let info = snap.policy.ministry(m);
+            (info.name.as_ref(), info.contact.as_deref())
+        }
+        None => ("_unknown", snap.policy.organization_contact()),
+    };
+    let host = target.host.to_string();
+    let page = BlockPage {
+        ministry: name,
+        rule: &rule.name,
+        reason: rule.reason.as_deref(),
+        contact,
+        host: &host,
+    };
+    let resp = respond::blocked(&page, headers);
+    resp.map(|b| ProxyBody::local(b, None))
+}
+
+pub fn dial_error(e: &DialError) -> Response<ProxyBody> {
+    tracing::debug!(error = %e, "dial failed");
+    respond::error(e.error_type(), &e.to_string()).map(|b| ProxyBody::local(b, None))
+}
+
+fn local(
+    resp: Response<http_body_util::Full<bytes::Bytes>>,
+    guard: RequestGuard,
+) -> Response<ProxyBody> {
+    resp.map(|b| ProxyBody::local(b, Some(guard)))
+}
+
+/// Attaches the request guard to a response built without one.
+pub fn with_guard(resp: Response<ProxyBody>, guard: RequestGuard) -> Response<ProxyBody> {
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, body.with_guard(guard))
+}
+
+/// Kind of a request, for logs and metrics.
+pub fn kind_of(method: &Method) -> Kind {
+    if method == Method::CONNECT {
+        Kind::Connect
+    } else {
+        Kind::Http
+    }
+}

@@ -1,0 +1,176 @@
+//! Upstream failures, the egress guard and client-side timeouts, each with the right status
+//! and RFC 9209 `Proxy-Status` error type.
+
+mod common;
+
+use std::time::Duration;
+
+use common::origin;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn error_type(r: &common::RawResponse) -> String {
+    let ps = r.header("proxy-status").unwrap_or_default();
+    ps.split("error=")
+        .nth(1)
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn refused_and_dns_failures() {
+    let p = common::start(common::standard_tree("")).await;
+    let closed = origin::closed_port();
+    let r = common::get(
+        p.addr,
+        &format!("http://allowed.test:{}/", closed.port()),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (r.status, error_type(&r).as_str()),
+        (502, "connection_refused")
+    );
+    let r = common::get(p.addr, "http://nowhere.invalid/", "").await;
+    assert_eq!((r.status, error_type(&r).as_str()), (502, "dns_error"));
+}
+
+#[tokio::test]
+async fn egress_guard_refuses_internal_destinations() {
+    // No allow_private_cidrs: loopback and private ranges are refused, by literal or by name.
+    let yaml =
+        common::egressd_yaml("").replace("egress:\n  allow_private_cidrs: [127.0.0.0/8]\n", "");
+    let tree = common::ConfigTree::new(
+        &yaml,
+        &[
+            ("policies/_organization.yaml", common::ORG),
+            ("policies/agriculture.yaml", common::AGRICULTURE),
+            ("policies/health.yaml", common::HEALTH),
+            ("categories/social-media.yaml", common::SOCIAL),
+        ],
+    );
+    let o = origin::start().await;
+    let p = common::start(tree).await;
+    let port = o.addr.port();
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://2130706433:{port}/"),
+        format!("http://[::1]:{port}/"),
+        format!("http://allowed.test:{port}/"),
+        format!("http://intranet.test:{port}/"),
+        format!("http://169.254.1.1:{port}/"),
+    ] {
+        let r = common::get(p.addr, &url, "").await;
+        assert_eq!(
+            (r.status, error_type(&r).as_str()),
+            (403, "destination_ip_prohibited"),
+            "{url}"
+        );
+    }
+    assert_eq!(o.connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn silent_origin_is_a_response_timeout() {
+    let silent = origin::silent().await;
+    let p = common::start(common::standard_tree("timeouts: {response_header: 500ms}")).await;
+    let r = common::get(
+        p.addr,
+        &format!("http://allowed.test:{}/", silent.port()),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (r.status, error_type(&r).as_str()),
+        (504, "http_response_timeout")
+    );
+}
+
+#[tokio::test]
+async fn unanswered_syn_is_a_connect_timeout() {
+    // A listener that never accepts, its backlog filled: further SYNs are dropped by the kernel.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
+            fillers.push(s);
+        }
+    }
+    let p = common::start(common::standard_tree("timeouts: {connect: 300ms}")).await;
+    let r = common::get(p.addr, &format!("http://allowed.test:{}/", addr.port()), "").await;
+    assert_eq!(
+        (r.status, error_type(&r).as_str()),
+        (504, "connection_timeout")
+    );
+}
+
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(limit, s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn slow_request_head_is_cut_but_idle_keep_alive_is_not() {
+    let o = origin::start().await;
+    let p = common::start(common::standard_tree(
+        "timeouts: {request_header: 500ms, idle: 3s}",
+    ))
+    .await;
+    // Slowloris: a head started and never finished is cut after request_header.
+    let mut slow = TcpStream::connect(p.addr).await.unwrap();
+    slow.write_all(b"GET http://allowed.test/ HTTP/1.1\r\nHost: a")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(2)).await,
+        "slow head not cut"
+    );
+    // An idle keep-alive connection outlives request_header, and serves its next request.
+    let mut idle = TcpStream::connect(p.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let req = format!(
+        "GET http://allowed.test:{}/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        o.addr.port()
+    );
+    idle.write_all(req.as_bytes()).await.unwrap();
+    assert_eq!(common::read_response(&mut idle).await.status, 200);
+    // ...until it has been idle for `idle`.
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)).await,
+        "idle connection not closed"
+    );
+}
+
+#[tokio::test]
+async fn connection_caps_answer_503_and_429() {
+    let p = common::start(common::standard_tree(
+        "limits: {max_connections: 3, max_connections_per_client: 2}",
+    ))
+    .await;
+    let _a = TcpStream::connect(p.addr).await.unwrap();
+    let _b = TcpStream::connect(p.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = common::raw(p.addr, b"").await;
+    assert_eq!(r.status, 429);
+    let _c = common::connect_from("127.0.0.3", p.addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut d = common::connect_from("127.0.0.4", p.addr).await;
+    assert_eq!(common::read_response(&mut d).await.status, 503);
+}
