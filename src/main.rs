@@ -30,6 +30,7 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "egressd=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -133,7 +133,7 @@ fn print_text(policy: &Policy, ministry: &str, kind: &str, t: &target::Target, e
             (false, true) => "matched, not reached",
         };
         println!(
-            "    {:<10} {:<40} {:<6} {} ({})",
+            "    {:<20} {:<40} {:<6} {} ({})",
             step.stage.as_str(),
             r.name,
             r.action.as_str(),
