@@ -1,15 +1,18 @@
-//! Composition root: load the configuration, build the first snapshot, bind the listeners and
-//! run them. The binary calls [`Server::start`] and waits for a signal; integration tests start
-//! the same server in-process on ephemeral ports.
+//! Composition root: load the configuration, build the first snapshot, bind the listeners, start
+//! the reload task, and drain on shutdown. The binary calls [`Server::start`] and
+//! [`Server::shutdown`]; integration tests start the same server in-process on ephemeral ports.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Diagnostic};
 use crate::proxy::dial::Resolver;
@@ -17,6 +20,7 @@ use crate::proxy::forward;
 use crate::proxy::limits::ConnLimiter;
 use crate::proxy::listener;
 use crate::proxy::service::Shared;
+use crate::reload::{self, Reloader, Trigger};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +42,16 @@ fn render(diags: &[Diagnostic]) -> String {
 /// A running proxy. Dropping it stops the listeners (open connections finish on their own).
 pub struct Server {
     pub shared: Arc<Shared>,
+    pub reloader: Arc<Reloader>,
     proxy_addrs: Vec<SocketAddr>,
     config_path: PathBuf,
-    tasks: Vec<JoinHandle<()>>,
+    listeners: Vec<JoinHandle<()>>,
+    reload_task: JoinHandle<()>,
 }
 
 impl Server {
-    /// Loads and validates `config_path`, binds every proxy listener and starts serving.
+    /// Loads and validates `config_path`, binds every proxy listener and starts serving and
+    /// watching the configuration.
     pub async fn start(config_path: &Path) -> Result<Server, AppError> {
         let loaded = config::load(config_path).map_err(AppError::Config)?;
         for w in &loaded.warnings {
@@ -58,13 +65,15 @@ impl Server {
             resolver: Resolver::from_system(),
             client: forward::client(connect_timeout_ms.clone()),
             connect_timeout_ms,
+            limiter: ConnLimiter::new(
+                s.limits.max_connections,
+                s.limits.max_connections_per_client,
+            ),
+            tasks: TaskTracker::new(),
+            draining: CancellationToken::new(),
         });
-        let limiter = ConnLimiter::new(
-            s.limits.max_connections,
-            s.limits.max_connections_per_client,
-        );
         let mut proxy_addrs = Vec::new();
-        let mut tasks = Vec::new();
+        let mut listeners = Vec::new();
         for addr in &s.listen.proxy {
             let l = TcpListener::bind(addr)
                 .await
@@ -72,17 +81,17 @@ impl Server {
             let local = l.local_addr().map_err(|e| AppError::Bind(*addr, e))?;
             tracing::info!(address = %local, "proxy listening");
             proxy_addrs.push(local);
-            tasks.push(tokio::spawn(listener::serve(
-                l,
-                shared.clone(),
-                limiter.clone(),
-            )));
+            listeners.push(tokio::spawn(listener::serve(l, shared.clone())));
         }
+        let reloader = Reloader::new(shared.clone(), config_path.to_owned(), 1);
+        let reload_task = reload::start(reloader.clone());
         Ok(Server {
             shared,
+            reloader,
             proxy_addrs,
             config_path: config_path.to_owned(),
-            tasks,
+            listeners,
+            reload_task,
         })
     }
 
@@ -94,11 +103,46 @@ impl Server {
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
+
+    /// Reloads now (what `SIGHUP` does).
+    pub async fn reload(&self) -> reload::Outcome {
+        self.reloader.reload(Trigger::Api).await
+    }
+
+    /// Graceful drain: the proxy listeners close at once (new connections are refused), idle
+    /// keep-alive connections close, requests and tunnels in flight get `grace` to finish.
+    /// Returns whether everything finished within `grace`.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.reload_task.abort();
+        self.shared.draining.cancel();
+        for l in &self.listeners {
+            l.abort();
+        }
+        self.shared.tasks.close();
+        let open = self.shared.tasks.len();
+        tracing::info!(open, ?grace, "draining");
+        let done = tokio::time::timeout(grace, self.shared.tasks.wait())
+            .await
+            .is_ok();
+        if !done {
+            tracing::warn!(
+                open = self.shared.tasks.len(),
+                "drain grace expired; closing what is left"
+            );
+        }
+        done
+    }
+
+    /// `timeouts.shutdown_grace` of the configuration serving now.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shared.snapshot.load().settings.timeouts.shutdown_grace
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        self.reload_task.abort();
+        for t in &self.listeners {
             t.abort();
         }
     }

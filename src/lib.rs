@@ -26,4 +26,5 @@ pub mod config;
 pub mod identity;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod snapshot;

@@ -40,16 +40,19 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
         let server = egressd::app::Server::start(config).await?;
         tracing::info!(config = %server.config_path().display(), "egressd running");
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        let grace = server.shutdown_grace();
+        server.shutdown(grace).await;
+        tracing::info!("stopped");
         Ok(())
     })
 }
 
+/// SIGTERM (service managers, Kubernetes) or SIGINT (a terminal) starts the drain.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
     }
 }

@@ -2,6 +2,8 @@
 //! current snapshot once and finish on it; the decision cache lives inside, so a new snapshot
 //! starts with an empty cache and no cached answer can outlive the policy that produced it.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cache::DecisionCache;
@@ -16,6 +18,11 @@ pub struct Snapshot {
     pub policy: Policy,
     pub cache: DecisionCache,
     pub identity: IdentityTable,
+    /// Every file the configuration was read from (what the reload watcher follows).
+    pub files: Vec<PathBuf>,
+    /// Hash of those files' paths and contents: a reload that finds the same fingerprint
+    /// keeps this snapshot (and its warm cache).
+    pub fingerprint: u64,
 }
 
 impl Snapshot {
@@ -34,6 +41,24 @@ impl Snapshot {
             settings,
             policy,
             identity,
+            files: loaded.files.clone(),
+            fingerprint: fingerprint(&loaded.files),
         }
     }
+}
+
+/// Hash of the paths and contents of `files` (unreadable files hash as their error kind, so a
+/// file that disappears still changes the fingerprint).
+pub fn fingerprint(files: &[PathBuf]) -> u64 {
+    let mut sorted: Vec<&PathBuf> = files.iter().collect();
+    sorted.sort();
+    let mut h = DefaultHasher::new();
+    for f in sorted {
+        f.hash(&mut h);
+        match std::fs::read(f) {
+            Ok(bytes) => bytes.hash(&mut h),
+            Err(e) => (e.kind() as u32).hash(&mut h),
+        }
+    }
+    h.finish()
 }

@@ -1,6 +1,7 @@
 //! Connection caps: a total (`limits.max_connections`) and one per client address
 //! (`limits.max_connections_per_client`). A connection holds a [`ConnPermit`] for its life; the
 //! per-client counters live in a dashmap whose guards never outlive the call that takes them.
+//! Both caps are atomics, so a reload changes them for new connections without a restart.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +12,8 @@ use dashmap::DashMap;
 #[derive(Debug)]
 pub struct ConnLimiter {
     total: AtomicUsize,
-    max_total: usize,
-    max_per_client: usize,
+    max_total: AtomicUsize,
+    max_per_client: AtomicUsize,
     per_client: DashMap<IpAddr, usize>,
 }
 
@@ -29,10 +30,16 @@ impl ConnLimiter {
     pub fn new(max_total: usize, max_per_client: usize) -> Arc<Self> {
         Arc::new(ConnLimiter {
             total: AtomicUsize::new(0),
-            max_total,
-            max_per_client,
+            max_total: AtomicUsize::new(max_total),
+            max_per_client: AtomicUsize::new(max_per_client),
             per_client: DashMap::new(),
         })
+    }
+
+    /// New caps from a reloaded configuration; connections already open keep their slots.
+    pub fn set_limits(&self, max_total: usize, max_per_client: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_client.store(max_per_client, Ordering::Relaxed);
     }
 
     pub fn active(&self) -> usize {
@@ -40,13 +47,13 @@ impl ConnLimiter {
     }
 
     pub fn try_acquire(self: &Arc<Self>, client: IpAddr) -> Result<ConnPermit, Refusal> {
-        if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
+        if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total.load(Ordering::Relaxed) {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::Total);
         }
         {
             let mut n = self.per_client.entry(client).or_insert(0);
-            if *n >= self.max_per_client {
+            if *n >= self.max_per_client.load(Ordering::Relaxed) {
                 drop(n);
                 self.total.fetch_sub(1, Ordering::AcqRel);
                 return Err(Refusal::PerClient);

@@ -14,13 +14,18 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::activity::{Activity, TrackedIo};
-use super::limits::{ConnLimiter, ConnPermit, Refusal};
+use super::limits::{ConnPermit, Refusal};
 use super::service::{self, ConnCtx, Shared};
 
-/// Serves one listener until the task is dropped.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limiter: Arc<ConnLimiter>) {
+/// Serves one listener until the drain starts (or the task is dropped); then the listening
+/// socket is closed at once, so new connections are refused while open ones finish.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shared.draining.cancelled() => return,
+        };
+        let (tcp, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning; the listener stays up.
@@ -29,9 +34,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limiter: Arc<Conn
                 continue;
             }
         };
-        match limiter.try_acquire(peer.ip()) {
+        match shared.limiter.try_acquire(peer.ip()) {
             Ok(permit) => {
-                tokio::spawn(serve_connection(tcp, peer, shared.clone(), permit));
+                (shared.tasks).spawn(serve_connection(tcp, peer, shared.clone(), permit));
             }
             Err(why) => {
                 tokio::spawn(refuse(tcp, why));
@@ -58,6 +63,7 @@ async fn serve_connection(
     };
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(TrackedIo::new(tcp, activity.clone()));
+    let draining = shared.draining.clone();
     let ctx = Arc::new(ConnCtx {
         peer,
         activity: activity.clone(),
@@ -71,14 +77,27 @@ async fn serve_connection(
         .max_buf_size(max_header.max(8192) + 8192)
         .serve_connection(io, svc)
         .with_upgrades();
-    tokio::select! {
-        r = conn => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    tokio::pin!(conn);
+    let watchdog = activity.watch_connection(idle, header);
+    tokio::pin!(watchdog);
+    let mut drain_started = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                }
+                return;
             }
-        }
-        why = activity.watch_connection(idle, header) => {
-            tracing::debug!(%peer, ?why, "closing client connection on timeout");
+            why = watchdog.as_mut() => {
+                tracing::debug!(%peer, ?why, "closing client connection on timeout");
+                return;
+            }
+            // Drain: finish the request in flight (if any), then close instead of keeping alive.
+            _ = draining.cancelled(), if !drain_started => {
+                drain_started = true;
+                conn.as_mut().graceful_shutdown();
+            }
         }
     }
 }

@@ -11,11 +11,14 @@ use arc_swap::ArcSwap;
 use chrono::Utc;
 use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::activity::{Activity, RequestGuard};
 use super::body::ProxyBody;
 use super::dial::{self, DialError, Resolver};
 use super::forward::{self, UpstreamClient};
+use super::limits::ConnLimiter;
 use super::respond::{self, BlockPage, ErrorType};
 use super::target::{self, Target};
 use super::tunnel;
@@ -23,12 +26,18 @@ use crate::identity::Identified;
 use crate::policy::{Kind, Outcome, Verdict};
 use crate::snapshot::Snapshot;
 
-/// Process-wide state of the hot path. Only `snapshot` changes at run time (atomically).
+/// Process-wide state of the hot path. `snapshot` is swapped atomically by reloads; the
+/// atomics inside `limiter` and `connect_timeout_ms` follow it.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub resolver: Resolver,
     pub client: UpstreamClient,
     pub connect_timeout_ms: Arc<AtomicU64>,
+    pub limiter: Arc<ConnLimiter>,
+    /// Every connection and tunnel task, so a drain can wait for them.
+    pub tasks: TaskTracker,
+    /// Cancelled when the drain starts: connections finish their request and close.
+    pub draining: CancellationToken,
 }
 
 /// Per-connection context handed to every request of the connection.

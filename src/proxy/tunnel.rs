@@ -49,7 +49,7 @@ pub async fn handle(
     };
     let idle = snap.settings.timeouts.idle;
     let activity = ctx.activity.clone();
-    tokio::spawn(async move {
+    ctx.shared.tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => relay(TokioIo::new(upgraded), upstream, activity, idle).await,
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
