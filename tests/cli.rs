@@ -183,3 +183,28 @@ fn run_serves_the_block_page_and_rejects_bad_config() {
     assert_eq!(code, 1);
     assert!(err.contains("egressd.yaml:2:"), "{err}");
 }
+
+#[test]
+fn expired_and_expiring_rules_warn_and_strict_fails() {
+    let soon = (chrono::Utc::now() + chrono::Duration::days(5)).format("%Y-%m-%d");
+    let org = format!(
+        "default: allow\nbaseline:\n  - id: old\n    action: allow\n    domains: [a.example]\n    expires: 2020-01-01\n  - id: soon\n    action: allow\n    domains: [b.example]\n    expires: {soon}\n"
+    );
+    let tree = common::ConfigTree::new(
+        "listen: {proxy: 127.0.0.1:0}\n",
+        &[("policies/_organization.yaml", &org)],
+    );
+    let cfg = tree.config_path();
+    let (code, out, _) = egressd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "warnings alone do not fail: {out}");
+    assert!(
+        out.contains("_organization.yaml:6:") && out.contains("warning"),
+        "{out}"
+    );
+    assert!(
+        out.contains("_organization.yaml:10:"),
+        "expiring soon warned: {out}"
+    );
+    let (code, out, _) = egressd(&["check", "--strict", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "--strict fails on warnings: {out}");
+}
