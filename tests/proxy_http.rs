@@ -288,3 +288,18 @@ async fn curl_sees_block_page_and_allowed_content() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n200");
 }
+
+#[tokio::test]
+async fn request_for_the_proxy_itself_cannot_loop() {
+    // Loopback is open in the standard tree, so the proxy's own address is reachable. The
+    // request is sent upstream in origin-form, which the proxy refuses: one bounce, no loop.
+    let p = common::start(common::standard_tree("")).await;
+    let r = common::get(p.addr, &format!("http://127.0.0.1:{}/", p.addr.port()), "").await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("origin-form"), "{}", r.text());
+    assert_eq!(
+        r.header("via"),
+        Some("1.1 egressd"),
+        "answered by the inner hop"
+    );
+}
