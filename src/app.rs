@@ -17,6 +17,7 @@ use crate::proxy::forward;
 use crate::proxy::limits::ConnLimiter;
 use crate::proxy::listener;
 use crate::proxy::service::Shared;
+use crate::proxy::tls;
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,7 @@ fn render(diags: &[Diagnostic]) -> String {
 pub struct Server {
     pub shared: Arc<Shared>,
     proxy_addrs: Vec<SocketAddr>,
+    proxy_tls_addr: Option<SocketAddr>,
     config_path: PathBuf,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -58,6 +60,7 @@ impl Server {
             resolver: Resolver::from_system(),
             client: forward::client(connect_timeout_ms.clone()),
             connect_timeout_ms,
+            tls_handshake_failures: AtomicU64::new(0),
         });
         let limiter = ConnLimiter::new(
             s.limits.max_connections,
@@ -78,9 +81,20 @@ impl Server {
                 limiter.clone(),
             )));
         }
+        let mut proxy_tls_addr = None;
+        if let Some(t) = &s.listen.proxy_tls {
+            let l = TcpListener::bind(t.address)
+                .await
+                .map_err(|e| AppError::Bind(t.address, e))?;
+            let local = l.local_addr().map_err(|e| AppError::Bind(t.address, e))?;
+            tracing::info!(address = %local, "TLS proxy listening");
+            proxy_tls_addr = Some(local);
+            tasks.push(tokio::spawn(tls::serve(l, shared.clone(), limiter.clone())));
+        }
         Ok(Server {
             shared,
             proxy_addrs,
+            proxy_tls_addr,
             config_path: config_path.to_owned(),
             tasks,
         })
@@ -89,6 +103,11 @@ impl Server {
     /// The bound proxy addresses (with the real ports when the config asked for port 0).
     pub fn proxy_addrs(&self) -> &[SocketAddr] {
         &self.proxy_addrs
+    }
+
+    /// The bound TLS proxy address (`listen.proxy_tls`), with the real port for port 0.
+    pub fn proxy_tls_addr(&self) -> Option<SocketAddr> {
+        self.proxy_tls_addr
     }
 
     pub fn config_path(&self) -> &Path {

@@ -237,6 +237,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("settings-unknown-key", "egressd.yaml:3:3", "unknown key `admn`; did you mean `admin`?"),
     ("bad-listen", "egressd.yaml:2:27", "invalid address `localhost:3128`"),
     ("missing-tls-file", "egressd.yaml:5:11", "file `tests/fixtures/invalid/missing-tls-file/tls/missing.crt` not found"),
+    ("bad-tls-material", "egressd.yaml:5:11", "unusable TLS material: no CERTIFICATE block in PEM file"),
     ("bad-credentials", "users.yaml:3:13", "unknown ministry `nowhere`"),
     ("bad-credentials", "users.yaml:2:18", "invalid password_hash `(hidden)`: expected an argon2 or bcrypt PHC string"),
     ("explicit-missing-folder", "egressd.yaml:2:11", "folder `tests/fixtures/invalid/explicit-missing-folder/polices` not found"),

@@ -41,6 +41,8 @@ impl std::error::Error for Diagnostic {}
 pub enum Problem {
     #[error("cannot read {what}: {err}")]
     Io { what: &'static str, err: String },
+    #[error("unusable TLS material: {err}")]
+    BadTls { err: String },
     #[error("{0}")]
     Yaml(String),
     #[error("unknown key `{key}`{hint}")]

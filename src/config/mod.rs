@@ -50,6 +50,9 @@ pub struct Loaded {
     /// Every file read or referenced (TLS material, credentials), for the reload watcher. The
     /// folders to watch for new files are `settings.policies_dir` and `settings.categories_dir`.
     pub files: Vec<PathBuf>,
+    /// The TLS listener's rustls configuration, built from `listen.proxy_tls` (certificate
+    /// chain, key, client CA) while loading, so unusable material is a located error.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Loads and validates everything `config_path` reaches. `Err` holds every error, followed
@@ -93,6 +96,7 @@ pub fn load_at(config_path: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Dia
     if let Some(path) = out.settings.identity.credentials.clone() {
         out.settings.identity.users = users(&mut report, &mut files, &config, &path, &policy);
     }
+    let tls = tls_config(&mut report, &config, &out.settings);
     if report.has_errors() {
         return Err(report.finish());
     }
@@ -101,7 +105,24 @@ pub fn load_at(config_path: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Dia
         policy,
         warnings: report.finish(),
         files,
+        tls,
     })
+}
+
+/// Builds the TLS listener's configuration; a problem is reported at the `listen.proxy_tls`
+/// key it comes from.
+fn tls_config(
+    report: &mut Report,
+    config: &Src<'_>,
+    settings: &Settings,
+) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+    let t = settings.listen.proxy_tls.as_ref()?;
+    crate::proxy::tls::server_config(t)
+        .map_err(|e| {
+            let at = [Seg::key("listen"), Seg::key("proxy_tls"), Seg::key(e.key)];
+            report.error(config, &at, Problem::BadTls { err: e.message });
+        })
+        .ok()
 }
 
 /// The users of `identity.credentials` (`path`), whose ministries must have policy files.

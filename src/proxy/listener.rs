@@ -10,12 +10,13 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::activity::{Activity, TrackedIo};
 use super::limits::{ConnLimiter, ConnPermit, Refusal};
 use super::service::{self, ConnCtx, Shared};
+use super::tls::TlsPeer;
 
 /// Serves one listener until the task is dropped.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limiter: Arc<ConnLimiter>) {
@@ -31,7 +32,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limiter: Arc<Conn
         };
         match limiter.try_acquire(peer.ip()) {
             Ok(permit) => {
-                tokio::spawn(serve_connection(tcp, peer, shared.clone(), permit));
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(serve_connection(tcp, peer, shared.clone(), permit, None));
             }
             Err(why) => {
                 tokio::spawn(refuse(tcp, why));
@@ -40,13 +42,17 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limiter: Arc<Conn
     }
 }
 
-async fn serve_connection(
-    tcp: TcpStream,
+/// Serves HTTP/1.1 on one accepted client connection: plain TCP, or a TLS stream of the TLS
+/// listener (`tls` is then what its handshake established).
+pub(crate) async fn serve_connection<I>(
+    io: I,
     peer: SocketAddr,
     shared: Arc<Shared>,
     _permit: ConnPermit,
-) {
-    let _ = tcp.set_nodelay(true);
+    tls: Option<TlsPeer>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (idle, header, max_header) = {
         let snap = shared.snapshot.load();
         let s = &snap.settings;
@@ -57,11 +63,12 @@ async fn serve_connection(
         )
     };
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(TrackedIo::new(tcp, activity.clone()));
+    let io = TokioIo::new(TrackedIo::new(io, activity.clone()));
     let ctx = Arc::new(ConnCtx {
         peer,
         activity: activity.clone(),
         shared,
+        tls,
     });
     let svc = service_fn(move |req| service::handle(req, ctx.clone()));
     let conn = http1::Builder::new()
