@@ -40,30 +40,45 @@ pub enum Parse {
     Invalid(String),
 }
 
-/// Classifies `buf`, the first bytes a client sent into a tunnel. Pure and stateless (a fresh
-/// `Acceptor` per call), so it can be fuzzed; callers re-run it as bytes arrive, which is
-/// cheap at these sizes.
+/// Classifies `buf`, the first bytes a client sent into a tunnel, in one go. Pure, so it can be
+/// fuzzed; the tunnel feeds bytes as they arrive through a [`HelloParser`] instead.
 pub fn parse(buf: &[u8]) -> Parse {
-    match buf.first() {
-        None => return Parse::NeedMore,
-        Some(0x16) => {}
-        Some(_) => return Parse::NotTls,
-    }
-    let mut acceptor = Acceptor::default();
-    let mut rest = buf;
-    while !rest.is_empty() {
-        match acceptor.read_tls(&mut rest) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => return Parse::Invalid(e.to_string()),
+    HelloParser::default().feed(buf)
+}
+
+/// Incremental classification: each call gives only the new bytes, so a client that trickles
+/// its hello byte by byte costs linear work, not a re-parse per byte.
+#[derive(Default)]
+pub struct HelloParser {
+    acceptor: Acceptor,
+    started: bool,
+}
+
+impl HelloParser {
+    /// Feeds the next bytes; once a result other than `NeedMore` is returned, stop feeding.
+    pub fn feed(&mut self, bytes: &[u8]) -> Parse {
+        if !self.started {
+            match bytes.first() {
+                None => return Parse::NeedMore,
+                Some(0x16) => self.started = true,
+                Some(_) => return Parse::NotTls,
+            }
         }
-    }
-    match acceptor.accept() {
-        Ok(None) => Parse::NeedMore,
-        Ok(Some(accepted)) => {
-            Parse::Hello(accepted.client_hello().server_name().map(str::to_owned))
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match self.acceptor.read_tls(&mut rest) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Parse::Invalid(e.to_string()),
+            }
         }
-        Err((e, _alert)) => Parse::Invalid(e.to_string()),
+        match self.acceptor.accept() {
+            Ok(None) => Parse::NeedMore,
+            Ok(Some(accepted)) => {
+                Parse::Hello(accepted.client_hello().server_name().map(str::to_owned))
+            }
+            Err((e, _alert)) => Parse::Invalid(e.to_string()),
+        }
     }
 }
 
@@ -76,7 +91,7 @@ pub enum FirstBytes {
     NotTls,
     /// Nothing arrived before the deadline (a server-speaks-first protocol, or an idle client).
     Silent,
-    /// The client closed before sending a byte.
+    /// The client closed (or reset) the connection before sending a byte.
     Closed,
     /// TLS-looking bytes egressd cannot read as a ClientHello (see the module docs).
     Malformed(String),
@@ -95,8 +110,12 @@ where
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = vec![0u8; 4096];
+    let mut parser = HelloParser::default();
+    let mut fed = 0;
     loop {
-        match parse(&buf) {
+        let parsed = parser.feed(&buf[fed..]);
+        fed = buf.len();
+        match parsed {
             Parse::NeedMore => {}
             Parse::NotTls => return (buf, FirstBytes::NotTls),
             Parse::Invalid(why) => return (buf, FirstBytes::Malformed(why)),
@@ -126,6 +145,8 @@ where
                 return (buf, FirstBytes::Malformed(why));
             }
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            // A reset before any byte is a client that went away, not a malformed hello.
+            Ok(Err(_)) if buf.is_empty() => return (buf, FirstBytes::Closed),
             Ok(Err(e)) => return (buf, FirstBytes::Malformed(format!("read error: {e}"))),
         }
     }

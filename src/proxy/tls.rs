@@ -209,3 +209,90 @@ async fn handshake_and_serve(
     let tls = TlsPeer::of(stream.get_ref().1);
     listener::serve_connection(stream, peer, shared, permit, Some(tls)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, KeyPair};
+
+    fn cert(sans: &[&str], cn: Option<&str>) -> (String, KeyPair) {
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(cn) = cn {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        let key = KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap().pem(), key)
+    }
+
+    fn der(pem: &str) -> Vec<u8> {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn names_are_sans_else_cn() {
+        let (pem, _) = cert(
+            &["Host1.Health.Example.", "alt.health.example"],
+            Some("ignored.example"),
+        );
+        let names = cert_names(&der(&pem));
+        assert_eq!(
+            names,
+            vec!["host1.health.example".into(), "alt.health.example".into()]
+        );
+        let (pem, _) = cert(&[], Some("Ops.Agriculture.Example"));
+        assert_eq!(
+            cert_names(&der(&pem)),
+            vec!["ops.agriculture.example".into()]
+        );
+        // IP SANs are not names; without DNS SANs the CN is used.
+        let (pem, _) = cert(&["192.0.2.1"], Some("gw.example"));
+        assert_eq!(cert_names(&der(&pem)), vec!["gw.example".into()]);
+        assert!(cert_names(b"not a certificate").is_empty());
+    }
+
+    #[test]
+    fn material_errors_name_their_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let (pem, key) = cert(&["proxy.test"], None);
+        let (_, other_key) = cert(&["other.test"], None);
+        let listen = |cert, key, client_ca| TlsListen {
+            address: "127.0.0.1:0".parse().unwrap(),
+            cert,
+            key,
+            client_ca,
+        };
+        let good = listen(
+            write("c.pem", &pem),
+            write("k.pem", &key.serialize_pem()),
+            Some(write("ca.pem", &pem)),
+        );
+        let config = server_config(&good).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+
+        let mismatch = listen(
+            good.cert.clone(),
+            write("k2.pem", &other_key.serialize_pem()),
+            None,
+        );
+        assert_eq!(server_config(&mismatch).unwrap_err().key, "key");
+        let no_key = listen(good.cert.clone(), write("k3.pem", &pem), None);
+        assert_eq!(server_config(&no_key).unwrap_err().key, "key");
+        let no_cert = listen(write("c2.pem", "nothing here"), good.key.clone(), None);
+        assert_eq!(server_config(&no_cert).unwrap_err().key, "cert");
+        let bad_ca = listen(
+            good.cert.clone(),
+            good.key.clone(),
+            Some(write("ca2.pem", "x")),
+        );
+        assert_eq!(server_config(&bad_ca).unwrap_err().key, "client_ca");
+    }
+}

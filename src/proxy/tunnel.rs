@@ -114,6 +114,8 @@ pub async fn handle(
                     target,
                 )
                 .await;
+                // The tunnel's audit record and metrics are written here, from `decided` (the
+                // CONNECT's identity and verdict) and `record` (SNI, its verdict, the end).
                 tracing::debug!(peer = %ctx.peer, ?record, "tunnel closed");
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),

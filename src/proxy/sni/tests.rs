@@ -40,6 +40,20 @@ fn real_client_hello_gives_its_sni() {
 }
 
 #[test]
+fn byte_by_byte_feeding_finds_the_hello_at_its_last_byte() {
+    let hello = client_hello("trickle.example");
+    let mut p = HelloParser::default();
+    for (i, b) in hello.iter().enumerate() {
+        let got = p.feed(std::slice::from_ref(b));
+        if i + 1 < hello.len() {
+            assert_eq!(got, Parse::NeedMore, "byte {i}");
+        } else {
+            assert_eq!(got, Parse::Hello(Some("trickle.example".into())));
+        }
+    }
+}
+
+#[test]
 fn ip_literal_server_name_means_no_sni() {
     // rustls sends no SNI for an IP; the CONNECT target then decides alone.
     assert_eq!(parse(&client_hello("192.0.2.7")), Parse::Hello(None));
@@ -176,6 +190,17 @@ async fn fuzzed_client_hellos_never_panic_or_hang() {
                 Parse::Hello(_) => seen[1] += 1,
                 Parse::NotTls => seen[2] += 1,
                 Parse::Invalid(_) => seen[3] += 1,
+            }
+            // The same bytes fed in random pieces: no panic, and feeding stops at a verdict.
+            let mut p = HelloParser::default();
+            let mut rest: &[u8] = &m;
+            while !rest.is_empty() {
+                let n = 1 + rng.below(rest.len().min(300));
+                let (piece, tail) = rest.split_at(n);
+                rest = tail;
+                if p.feed(piece) != Parse::NeedMore {
+                    break;
+                }
             }
             // The reader over the same bytes: a finite input always ends in a verdict.
             let mut input: &[u8] = &m;
