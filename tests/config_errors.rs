@@ -386,3 +386,30 @@ fn policy_test_files() {
     ];
     assert_eq!(got, want);
 }
+
+#[test]
+fn identity_methods_that_can_never_apply_are_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir(p.join("policies")).unwrap();
+    std::fs::write(p.join("policies/health.yaml"), "ministry: health\n").unwrap();
+    std::fs::write(
+        p.join("users.yaml"),
+        "alice: {password_hash: \"$2b$04$abcdefghijklmnopqrstuu\", ministry: health}\n",
+    )
+    .unwrap();
+    let yaml =
+        "identity:\n  certificates: {\"*.health.example\": health}\n  credentials: users.yaml\n";
+    std::fs::write(p.join("egressd.yaml"), yaml).unwrap();
+    let loaded = config::load(&p.join("egressd.yaml")).unwrap();
+    let warnings: Vec<String> = loaded.warnings.iter().map(|d| d.to_string()).collect();
+    let has = |frag: &str| warnings.iter().any(|w| w.contains(frag));
+    assert!(
+        has("egressd.yaml:2:17: warning: identity.certificates never applies"),
+        "{warnings:#?}"
+    );
+    assert!(
+        has("egressd.yaml:3:16: warning: identity.credentials never applies"),
+        "{warnings:#?}"
+    );
+}

@@ -116,8 +116,26 @@ fn tls_config(
     config: &Src<'_>,
     settings: &Settings,
 ) -> Option<std::sync::Arc<rustls::ServerConfig>> {
-    let t = settings.listen.proxy_tls.as_ref()?;
-    crate::proxy::tls::server_config(t)
+    let id = &settings.identity;
+    let tls = settings.listen.proxy_tls.as_ref();
+    if !id.certificates.is_empty() && tls.is_none_or(|t| t.client_ca.is_none()) {
+        let why = "client certificates are requested only on `listen.proxy_tls` with `client_ca`";
+        let p = Problem::NeverApplies {
+            what: "identity.certificates",
+            why,
+        };
+        report.warn(config, &[Seg::key("identity"), Seg::key("certificates")], p);
+    }
+    if id.credentials.is_some() && tls.is_none() && !id.allow_basic_over_plaintext {
+        let why = "Basic credentials are accepted only on `listen.proxy_tls` unless \
+                   `identity.allow_basic_over_plaintext: true`";
+        let p = Problem::NeverApplies {
+            what: "identity.credentials",
+            why,
+        };
+        report.warn(config, &[Seg::key("identity"), Seg::key("credentials")], p);
+    }
+    crate::proxy::tls::server_config(tls?)
         .map_err(|e| {
             let at = [Seg::key("listen"), Seg::key("proxy_tls"), Seg::key(e.key)];
             report.error(config, &at, Problem::BadTls { err: e.message });
