@@ -63,8 +63,9 @@ pub struct Credentials {
     remembered: DashMap<Digest, (Arc<str>, MinistryId)>,
     /// Insertion order of `remembered`, for eviction.
     order: Mutex<VecDeque<Digest>>,
-    /// Concurrent password checks.
-    slots: Semaphore,
+    /// Concurrent password checks. A permit moves into the blocking task, so a check whose
+    /// request was abandoned still holds its slot until the hash is done.
+    slots: Arc<Semaphore>,
 }
 
 struct Entry {
@@ -114,7 +115,7 @@ impl Credentials {
             salt,
             remembered: DashMap::new(),
             order: Mutex::new(VecDeque::new()),
-            slots: Semaphore::new(parallel),
+            slots: Arc::new(Semaphore::new(parallel)),
         }
     }
 
@@ -130,12 +131,13 @@ impl Credentials {
             Some(e) => (e.hash.clone(), Some(e)),
             None => (self.decoy.clone().ok_or(Rejected::Wrong)?, None),
         };
-        let ok = {
-            let _slot = self.slots.acquire().await.map_err(|_| Rejected::Wrong)?;
-            tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-                .await
-                .unwrap_or(false)
-        };
+        let slot = (self.slots.clone().acquire_owned().await).map_err(|_| Rejected::Wrong)?;
+        let ok = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            verify_password(&hash, &password)
+        })
+        .await
+        .unwrap_or(false);
         let entry = entry.filter(|_| ok).ok_or(Rejected::Wrong)?;
         self.remember(key, entry.name.clone(), entry.ministry);
         Ok(identified(entry.name.clone(), entry.ministry))
@@ -279,6 +281,48 @@ mod tests {
         assert_eq!(parse_basic(&hv(&format!("Basic {no_colon}"))), None);
         let no_user = base64::engine::general_purpose::STANDARD.encode(":pw");
         assert_eq!(parse_basic(&hv(&format!("Basic {no_user}"))), None);
+    }
+
+    #[tokio::test]
+    async fn checks_are_remembered_and_bounded() {
+        use crate::policy::model::{Action, Mode};
+        use crate::policy::tests as pt;
+        let health = pt::ministry("health", Mode::Enforce, None, vec![]);
+        let set = pt::set(pt::org(vec![], vec![], Action::Allow), vec![health], vec![]);
+        let policy = Policy::compile(&set);
+        let user = |name: &str, pw: &str| User {
+            name: name.into(),
+            password_hash: bcrypt::hash(pw, 4).unwrap(),
+            ministry: "health".into(),
+        };
+        let creds = Credentials::build(&[user("alice", "pw-a"), user("bob", "pw-b")], &policy);
+        let header = |u: &str, p: &str| {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            hv(&format!("Basic {token}"))
+        };
+        let who = creds.check(&header("alice", "pw-a")).await.unwrap();
+        assert_eq!(who.method, Method::Credentials);
+        assert_eq!(who.user.as_deref(), Some("alice"));
+        assert_eq!(who.ministry, policy.ministry_id("health"));
+        assert_eq!(creds.remembered(), 1);
+        assert_eq!(creds.check(&header("alice", "pw-a")).await.unwrap(), who);
+        // Another user's password, an unknown user, garbage: refused, never remembered.
+        let wrong = creds.check(&header("alice", "pw-b")).await;
+        assert_eq!(wrong.unwrap_err(), Rejected::Wrong);
+        let unknown = creds.check(&header("carol", "pw-a")).await;
+        assert_eq!(unknown.unwrap_err(), Rejected::Wrong);
+        let garbage = creds.check(&hv("Basic ???")).await;
+        assert_eq!(garbage.unwrap_err(), Rejected::Malformed);
+        assert_eq!(creds.remembered(), 1);
+        // The map is bounded: the oldest entries are forgotten.
+        for i in 0..MAX_REMEMBERED + 10 {
+            let key = creds.digest(&format!("u{i}"), "x");
+            creds.remember(key, Arc::from("u"), who.ministry.unwrap());
+        }
+        assert_eq!(creds.remembered(), MAX_REMEMBERED);
+        assert!(!creds
+            .remembered
+            .contains_key(&creds.digest("alice", "pw-a")));
     }
 
     #[test]
