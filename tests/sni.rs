@@ -21,6 +21,8 @@ struct Setup {
     proxy: common::Proxy,
     origin: TlsOrigin,
     servers: Pki,
+    /// Holds the origin's CA and certificate files.
+    _pki_dir: tempfile::TempDir,
 }
 
 fn yaml(origin_port: u16, extra: &str) -> String {
@@ -73,13 +75,11 @@ async fn setup(extra: &str) -> Setup {
     );
     let pki = Pki::new(&tree.dir.path().join("pki"), "proxy-ca");
     pki.server("proxy", &["localhost", "127.0.0.1"]);
-    // The origin's CA files stay alive with `servers` (the temp dir is leaked on purpose: it
-    // holds only test keys and must outlive the origin task).
-    std::mem::forget(dir);
     Setup {
         proxy: common::start(tree).await,
         origin,
         servers,
+        _pki_dir: dir,
     }
 }
 

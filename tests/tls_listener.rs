@@ -287,7 +287,7 @@ async fn wait_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S) {
 
 #[tokio::test]
 async fn failed_handshakes_are_counted_and_harm_no_one() {
-    let s = setup(false, "1s").await;
+    let s = setup(false, "2s").await;
     let failures = &s.proxy.server.shared.tls_handshake_failures;
     // Plain HTTP to the TLS port.
     let mut plain = common::connect_from("127.0.0.1", s.tls_addr).await;
