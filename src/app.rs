@@ -20,6 +20,7 @@ use crate::proxy::forward;
 use crate::proxy::limits::ConnLimiter;
 use crate::proxy::listener;
 use crate::proxy::service::Shared;
+use crate::proxy::tls;
 use crate::reload::{self, Reloader, Trigger};
 use crate::snapshot::Snapshot;
 
@@ -44,6 +45,7 @@ pub struct Server {
     pub shared: Arc<Shared>,
     pub reloader: Arc<Reloader>,
     proxy_addrs: Vec<SocketAddr>,
+    proxy_tls_addr: Option<SocketAddr>,
     config_path: PathBuf,
     listeners: Vec<JoinHandle<()>>,
     reload_task: JoinHandle<()>,
@@ -71,6 +73,7 @@ impl Server {
             ),
             tasks: TaskTracker::new(),
             draining: CancellationToken::new(),
+            tls_handshake_failures: AtomicU64::new(0),
         });
         let mut proxy_addrs = Vec::new();
         let mut listeners = Vec::new();
@@ -85,10 +88,21 @@ impl Server {
         }
         let reloader = Reloader::new(shared.clone(), config_path.to_owned(), 1);
         let reload_task = reload::start(reloader.clone());
+        let mut proxy_tls_addr = None;
+        if let Some(t) = &s.listen.proxy_tls {
+            let l = TcpListener::bind(t.address)
+                .await
+                .map_err(|e| AppError::Bind(t.address, e))?;
+            let local = l.local_addr().map_err(|e| AppError::Bind(t.address, e))?;
+            tracing::info!(address = %local, "TLS proxy listening");
+            proxy_tls_addr = Some(local);
+            listeners.push(tokio::spawn(tls::serve(l, shared.clone())));
+        }
         Ok(Server {
             shared,
             reloader,
             proxy_addrs,
+            proxy_tls_addr,
             config_path: config_path.to_owned(),
             listeners,
             reload_task,
@@ -98,6 +112,11 @@ impl Server {
     /// The bound proxy addresses (with the real ports when the config asked for port 0).
     pub fn proxy_addrs(&self) -> &[SocketAddr] {
         &self.proxy_addrs
+    }
+
+    /// The bound TLS proxy address (`listen.proxy_tls`), with the real port for port 0.
+    pub fn proxy_tls_addr(&self) -> Option<SocketAddr> {
+        self.proxy_tls_addr
     }
 
     pub fn config_path(&self) -> &Path {

@@ -8,15 +8,19 @@
 //!   `(ministry, host, port, path, time) -> Verdict`; the evaluation order is written in its docs.
 //! - [`cache`]: the bounded decision cache that lives inside a snapshot.
 //! - [`snapshot`]: one immutable, atomically swapped view (settings, policy, cache, identity).
-//! - [`identity`]: connection -> ministry.
-//! - [`proxy`]: HOT PATH. Listener, service, target parsing, dial (resolve + egress guard),
-//!   forward, tunnel, and every synthetic response.
+//! - [`identity`]: certificate patterns, source CIDRs, default ministry (the per-request walk
+//!   with credentials is [`proxy::auth::identify`]).
+//! - [`proxy`]: HOT PATH. Listeners (plain and TLS), identity and credentials, service, target
+//!   parsing, dial (resolve + egress guard), forward, tunnel with SNI inspection, and every
+//!   synthetic response.
 //! - [`app`]: composition root; [`cli`]: `run`, `check`, `explain`, `test`.
 //!
 //! # Life of a request
-//! accept (connection caps) → hyper HTTP/1.1 → load snapshot → parse target (the absolute URI,
-//! never `Host`) → identify ministry → decide (cache, then policy) → block, or resolve →
-//! `destinations:` check → egress guard → connect to the checked address → forward / tunnel.
+//! accept (connection caps, TLS handshake on the TLS listener) → hyper HTTP/1.1 → load snapshot
+//! → identify (client certificate, `Proxy-Authorization`, source CIDR, default) → parse target
+//! (the absolute URI, never `Host`) → decide (cache, then policy) → block, or resolve →
+//! `destinations:` check → egress guard → connect to the checked address → forward, or tunnel:
+//! 200, read the ClientHello, decide its SNI, relay.
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -10,6 +10,7 @@ use crate::cache::DecisionCache;
 use crate::config::{Loaded, Settings};
 use crate::identity::IdentityTable;
 use crate::policy::Policy;
+use crate::proxy::auth::Credentials;
 
 pub struct Snapshot {
     /// Increments with every successful load (the `egressd_policy_generation` gauge).
@@ -23,6 +24,11 @@ pub struct Snapshot {
     /// Hash of those files' paths and contents: a reload that finds the same fingerprint
     /// keeps this snapshot (and its warm cache).
     pub fingerprint: u64,
+    /// `identity.credentials` users and the password checks already made (`None`: not set).
+    pub credentials: Option<Credentials>,
+    /// The TLS listener's certificate, key and client CA (`None`: no `listen.proxy_tls`).
+    /// Built by the config loader, so a reload rotates them with everything else.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Snapshot {
@@ -34,7 +40,10 @@ impl Snapshot {
             &settings.identity.sources,
             settings.identity.default_ministry.as_deref(),
             &policy,
-        );
+        )
+        .with_certificates(&settings.identity.certificates, &policy);
+        let credentials = (settings.identity.credentials.as_ref())
+            .map(|_| Credentials::build(&settings.identity.users, &policy));
         Snapshot {
             generation,
             cache: DecisionCache::new(settings.cache.max_entries),
@@ -43,6 +52,8 @@ impl Snapshot {
             identity,
             files: loaded.files.clone(),
             fingerprint: fingerprint(&loaded.files),
+            credentials,
+            tls: loaded.tls.clone(),
         }
     }
 }

@@ -237,6 +237,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("settings-unknown-key", "egressd.yaml:3:3", "unknown key `admn`; did you mean `admin`?"),
     ("bad-listen", "egressd.yaml:2:27", "invalid address `localhost:3128`"),
     ("missing-tls-file", "egressd.yaml:5:11", "file `tests/fixtures/invalid/missing-tls-file/tls/missing.crt` not found"),
+    ("bad-tls-material", "egressd.yaml:5:11", "unusable TLS material: no CERTIFICATE block in PEM file"),
     ("bad-credentials", "users.yaml:3:13", "unknown ministry `nowhere`"),
     ("bad-credentials", "users.yaml:2:18", "invalid password_hash `(hidden)`: expected an argon2 or bcrypt PHC string"),
     ("explicit-missing-folder", "egressd.yaml:2:11", "folder `tests/fixtures/invalid/explicit-missing-folder/polices` not found"),
@@ -384,4 +385,31 @@ fn policy_test_files() {
         "invalid-tests/cases.yaml:12:7 invalid `at` `tomorrow`: expected an RFC 3339 date-time, e.g. `2026-12-01T10:00:00-05:00`",
     ];
     assert_eq!(got, want);
+}
+
+#[test]
+fn identity_methods_that_can_never_apply_are_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir(p.join("policies")).unwrap();
+    std::fs::write(p.join("policies/health.yaml"), "ministry: health\n").unwrap();
+    std::fs::write(
+        p.join("users.yaml"),
+        "alice: {password_hash: \"$2b$04$abcdefghijklmnopqrstuu\", ministry: health}\n",
+    )
+    .unwrap();
+    let yaml =
+        "identity:\n  certificates: {\"*.health.example\": health}\n  credentials: users.yaml\n";
+    std::fs::write(p.join("egressd.yaml"), yaml).unwrap();
+    let loaded = config::load(&p.join("egressd.yaml")).unwrap();
+    let warnings: Vec<String> = loaded.warnings.iter().map(|d| d.to_string()).collect();
+    let has = |frag: &str| warnings.iter().any(|w| w.contains(frag));
+    assert!(
+        has("egressd.yaml:2:17: warning: identity.certificates never applies"),
+        "{warnings:#?}"
+    );
+    assert!(
+        has("egressd.yaml:3:16: warning: identity.credentials never applies"),
+        "{warnings:#?}"
+    );
 }

@@ -41,6 +41,8 @@ impl std::error::Error for Diagnostic {}
 pub enum Problem {
     #[error("cannot read {what}: {err}")]
     Io { what: &'static str, err: String },
+    #[error("unusable TLS material: {err}")]
+    BadTls { err: String },
     #[error("{0}")]
     Yaml(String),
     #[error("unknown key `{key}`{hint}")]
@@ -135,6 +137,11 @@ pub enum Problem {
     // ---- warnings ----
     #[error("a `urls:` block rule also blocks the whole host on CONNECT tunnels, where the path is not visible (fail closed)")]
     UrlBlockOnTunnel,
+    #[error("{what} never applies: {why}")]
+    NeverApplies {
+        what: &'static str,
+        why: &'static str,
+    },
     #[error("rule `{id}` expired at {when}; it no longer matches")]
     Expired { id: String, when: String },
     #[error("rule `{id}` expires in {days} day(s), at {when}")]

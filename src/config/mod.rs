@@ -50,6 +50,9 @@ pub struct Loaded {
     /// Every file read or referenced (TLS material, credentials), for the reload watcher. The
     /// folders to watch for new files are `settings.policies_dir` and `settings.categories_dir`.
     pub files: Vec<PathBuf>,
+    /// The TLS listener's rustls configuration, built from `listen.proxy_tls` (certificate
+    /// chain, key, client CA) while loading, so unusable material is a located error.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Loads and validates everything `config_path` reaches. `Err` holds every error, followed
@@ -93,6 +96,7 @@ pub fn load_at(config_path: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Dia
     if let Some(path) = out.settings.identity.credentials.clone() {
         out.settings.identity.users = users(&mut report, &mut files, &config, &path, &policy);
     }
+    let tls = tls_config(&mut report, &config, &out.settings);
     if report.has_errors() {
         return Err(report.finish());
     }
@@ -101,7 +105,42 @@ pub fn load_at(config_path: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Dia
         policy,
         warnings: report.finish(),
         files,
+        tls,
     })
+}
+
+/// Builds the TLS listener's configuration; a problem is reported at the `listen.proxy_tls`
+/// key it comes from.
+fn tls_config(
+    report: &mut Report,
+    config: &Src<'_>,
+    settings: &Settings,
+) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+    let id = &settings.identity;
+    let tls = settings.listen.proxy_tls.as_ref();
+    if !id.certificates.is_empty() && tls.is_none_or(|t| t.client_ca.is_none()) {
+        let why = "client certificates are requested only on `listen.proxy_tls` with `client_ca`";
+        let p = Problem::NeverApplies {
+            what: "identity.certificates",
+            why,
+        };
+        report.warn(config, &[Seg::key("identity"), Seg::key("certificates")], p);
+    }
+    if id.credentials.is_some() && tls.is_none() && !id.allow_basic_over_plaintext {
+        let why = "Basic credentials are accepted only on `listen.proxy_tls` unless \
+                   `identity.allow_basic_over_plaintext: true`";
+        let p = Problem::NeverApplies {
+            what: "identity.credentials",
+            why,
+        };
+        report.warn(config, &[Seg::key("identity"), Seg::key("credentials")], p);
+    }
+    crate::proxy::tls::server_config(tls?)
+        .map_err(|e| {
+            let at = [Seg::key("listen"), Seg::key("proxy_tls"), Seg::key(e.key)];
+            report.error(config, &at, Problem::BadTls { err: e.message });
+        })
+        .ok()
 }
 
 /// The users of `identity.credentials` (`path`), whose ministries must have policy files.

@@ -10,12 +10,13 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::activity::{Activity, TrackedIo};
 use super::limits::{ConnPermit, Refusal};
 use super::service::{self, ConnCtx, Shared};
+use super::tls::TlsPeer;
 
 /// Serves one listener until the drain starts (or the task is dropped); then the listening
 /// socket is closed at once, so new connections are refused while open ones finish.
@@ -36,7 +37,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         };
         match shared.limiter.try_acquire(peer.ip()) {
             Ok(permit) => {
-                (shared.tasks).spawn(serve_connection(tcp, peer, shared.clone(), permit));
+                let _ = tcp.set_nodelay(true);
+                (shared.tasks).spawn(serve_connection(tcp, peer, shared.clone(), permit, None));
             }
             Err(why) => {
                 tokio::spawn(refuse(tcp, why));
@@ -45,13 +47,17 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_connection(
-    tcp: TcpStream,
+/// Serves HTTP/1.1 on one accepted client connection: plain TCP, or a TLS stream of the TLS
+/// listener (`tls` is then what its handshake established).
+pub(crate) async fn serve_connection<I>(
+    io: I,
     peer: SocketAddr,
     shared: Arc<Shared>,
     _permit: ConnPermit,
-) {
-    let _ = tcp.set_nodelay(true);
+    tls: Option<TlsPeer>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (idle, header, max_header) = {
         let snap = shared.snapshot.load();
         let s = &snap.settings;
@@ -62,12 +68,13 @@ async fn serve_connection(
         )
     };
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(TrackedIo::new(tcp, activity.clone()));
+    let io = TokioIo::new(TrackedIo::new(io, activity.clone()));
     let draining = shared.draining.clone();
     let ctx = Arc::new(ConnCtx {
         peer,
         activity: activity.clone(),
         shared,
+        tls,
     });
     let svc = service_fn(move |req| service::handle(req, ctx.clone()));
     let conn = http1::Builder::new()

@@ -1,5 +1,6 @@
 //! The hot path: accept → identify → decide → forward.
 pub mod activity;
+pub mod auth;
 pub mod body;
 pub mod dial;
 pub mod forward;
@@ -8,5 +9,7 @@ pub mod limits;
 pub mod listener;
 pub mod respond;
 pub mod service;
+pub mod sni;
 pub mod target;
+pub mod tls;
 pub mod tunnel;

@@ -143,6 +143,35 @@ pub fn error(error: ErrorType, details: &str) -> Response<Full<Bytes>> {
     )
 }
 
+/// `407` challenge for `identity.credentials` (missing, malformed or wrong credentials). The
+/// connection stays open: a browser answers on it with credentials.
+pub fn auth_required() -> Response<Full<Bytes>> {
+    let status = StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+    let mut resp = build(
+        status,
+        proxy_status(
+            ErrorType::HttpRequestDenied,
+            "proxy authentication required",
+        ),
+        "text/plain; charset=utf-8",
+        "407 Proxy Authentication Required\negressd: proxy authentication required\n".into(),
+    );
+    resp.headers_mut().insert(
+        "proxy-authenticate",
+        HeaderValue::from_static("Basic realm=\"egressd\", charset=\"UTF-8\""),
+    );
+    resp
+}
+
+/// `403` for `Proxy-Authorization` sent over the plain listener while
+/// `identity.allow_basic_over_plaintext` is off.
+pub fn credentials_in_clear() -> Response<Full<Bytes>> {
+    error(
+        ErrorType::HttpRequestDenied,
+        "credentials are accepted only over TLS (identity.allow_basic_over_plaintext)",
+    )
+}
+
 fn build(
     status: StatusCode,
     proxy_status: HeaderValue,

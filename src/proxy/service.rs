@@ -15,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::activity::{Activity, RequestGuard};
+use super::auth;
 use super::body::ProxyBody;
 use super::dial::{self, DialError, Resolver};
 use super::forward::{self, UpstreamClient};
 use super::limits::ConnLimiter;
 use super::respond::{self, BlockPage, ErrorType};
 use super::target::{self, Target};
+use super::tls::TlsPeer;
 use super::tunnel;
 use crate::identity::Identified;
 use crate::policy::{Kind, Outcome, Verdict};
@@ -38,6 +40,8 @@ pub struct Shared {
     pub tasks: TaskTracker,
     /// Cancelled when the drain starts: connections finish their request and close.
     pub draining: CancellationToken,
+    /// TLS listener handshakes that failed or timed out since start (a counter to export).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// Per-connection context handed to every request of the connection.
@@ -45,6 +49,8 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
     pub activity: Arc<Activity>,
     pub shared: Arc<Shared>,
+    /// `Some` on the TLS listener: what its handshake established (client certificate names).
+    pub tls: Option<TlsPeer>,
 }
 
 pub async fn handle(
@@ -53,14 +59,18 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let guard = ctx.activity.begin_request();
     let snap = ctx.shared.snapshot.load_full();
+    let who = match auth::identify(req.headers(), &ctx, &snap).await {
+        Ok(who) => who,
+        Err(resp) => return Ok(with_guard(resp, guard)),
+    };
     if req.method() == Method::CONNECT {
-        return Ok(tunnel::handle(req, ctx, snap, guard).await);
+        return Ok(tunnel::handle(req, ctx, snap, who, guard).await);
     }
-    Ok(forward_http(req, &ctx, &snap, guard).await)
+    Ok(forward_http(req, &ctx, &snap, who, guard).await)
 }
 
 /// Who asked and what the policy said.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Decided {
     pub who: Identified,
     pub verdict: Verdict,
@@ -89,14 +99,13 @@ impl Stop {
     }
 }
 
-/// Identifies the client and decides `target` (cache first). A block is a [`Stop`].
+/// Decides `target` for the identified client `who` (cache first). A block is a [`Stop`].
 pub fn decide(
-    ctx: &ConnCtx,
     snap: &Snapshot,
+    who: Identified,
     target: &Target,
     path: Option<&str>,
 ) -> Result<Decided, Stop> {
-    let who = snap.identity.identify(ctx.peer.ip());
     let verdict = match who.ministry {
         None => snap.policy.unknown_verdict(),
         Some(m) => {
@@ -107,7 +116,7 @@ pub fn decide(
         }
     };
     let decided = Decided { who, verdict };
-    if verdict.outcome == Outcome::Block {
+    if decided.verdict.outcome == Outcome::Block {
         return Err(Stop::Blocked(decided));
     }
     Ok(decided)
@@ -136,7 +145,7 @@ pub async fn clear(
         {
             decided.verdict = v;
             if v.outcome == Outcome::Block {
-                return Err(Stop::Blocked(*decided));
+                return Err(Stop::Blocked(decided.clone()));
             }
         }
     }
@@ -148,6 +157,7 @@ async fn forward_http(
     mut req: Request<Incoming>,
     ctx: &ConnCtx,
     snap: &Snapshot,
+    who: Identified,
     guard: RequestGuard,
 ) -> Response<ProxyBody> {
     let target = match target::parse_absolute(req.uri()) {
@@ -160,7 +170,7 @@ async fn forward_http(
         }
     };
     let path = req.uri().path_and_query().map(|p| p.as_str());
-    let mut decided = match decide(ctx, snap, &target, path) {
+    let mut decided = match decide(snap, who, &target, path) {
         Ok(d) => d,
         Err(stop) => {
             return with_guard(

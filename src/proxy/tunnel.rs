@@ -1,26 +1,81 @@
 //! CONNECT tunnels: check the port, decide on the target, dial (so upstream failures are still
-//! a 502/504), answer 200 only once connected, then relay bytes both ways until either side
-//! closes or the tunnel is idle for `timeouts.idle`.
+//! a 502/504), answer 200 only once connected, then inspect the client's first bytes (its TLS
+//! ClientHello and SNI, see [`super::sni`]) before a byte reaches the origin, then relay bytes
+//! both ways until either side closes or the tunnel is idle for `timeouts.idle`.
+//!
+//! After the 200 a block can no longer be a 403: a tunnel whose SNI is blocked is closed, and
+//! the [`TunnelRecord`] says so (action block, the deciding rule, status 200 as sent).
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::activity::{RequestGuard, TrackedIo};
 use super::body::ProxyBody;
 use super::dial;
 use super::respond::{self, ErrorType};
-use super::service::{self, ConnCtx};
-use super::target;
+use super::service::{self, ConnCtx, Decided};
+use super::sni::{self, FirstBytes};
+use super::target::{self, Target};
+use crate::identity::Identified;
+use crate::policy::host::Host;
+use crate::policy::{Outcome, Verdict};
 use crate::snapshot::Snapshot;
+
+/// What happened to a tunnel once it was answered 200 (for logs, metrics and the audit log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelRecord {
+    /// The ClientHello's server name, normalised, when there was one.
+    pub sni: Option<Host>,
+    /// The SNI's own decision, when it names another host than the CONNECT target (the same
+    /// name is not decided twice). A `Block` here is the rule that closed the tunnel.
+    pub sni_verdict: Option<Verdict>,
+    pub end: TunnelEnd,
+    /// Bytes relayed client → origin (the inspected first bytes included) and origin →
+    /// client; `None` when the relay ended on the idle timeout (its counts are lost then).
+    pub bytes: Option<(u64, u64)>,
+}
+
+/// How a tunnel ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelEnd {
+    /// Relayed until one side closed, an I/O error or the idle timeout.
+    Relayed,
+    /// Closed before forwarding: the SNI is blocked (`sni_verdict` holds the rule).
+    SniBlocked,
+    /// Closed before forwarding: the first bytes are not TLS and `tunnel.allow_non_tls` is off.
+    NotTls,
+    /// Closed before forwarding: the client sent nothing within `timeouts.request_header` and
+    /// `tunnel.allow_non_tls` is off.
+    Silent,
+    /// Closed before forwarding: TLS-looking bytes that are no readable ClientHello.
+    Malformed(String),
+    /// The client closed before sending anything.
+    ClientClosed,
+    /// The inspected bytes could not be written to the origin.
+    UpstreamFailed,
+}
+
+impl TunnelEnd {
+    /// Whether egressd closed the tunnel as a block (audited as `action: block`).
+    pub fn is_block(&self) -> bool {
+        matches!(
+            self,
+            TunnelEnd::SniBlocked | TunnelEnd::NotTls | TunnelEnd::Silent | TunnelEnd::Malformed(_)
+        )
+    }
+}
 
 pub async fn handle(
     req: Request<Incoming>,
     ctx: Arc<ConnCtx>,
     snap: Arc<Snapshot>,
+    who: Identified,
     guard: RequestGuard,
 ) -> Response<ProxyBody> {
     let target = match target::parse_connect(req.uri()) {
@@ -34,7 +89,7 @@ pub async fn handle(
         let r = respond::error(ErrorType::HttpRequestDenied, "egress.connect_ports");
         return r.map(|b| ProxyBody::local(b, Some(guard)));
     }
-    let mut decided = match service::decide(&ctx, &snap, &target, None) {
+    let mut decided = match service::decide(&snap, who, &target, None) {
         Ok(d) => d,
         Err(stop) => return service::with_guard(stop.into_response(&snap, &target, None), guard),
     };
@@ -47,11 +102,23 @@ pub async fn handle(
         Ok(s) => s,
         Err(e) => return service::with_guard(service::dial_error(&e), guard),
     };
-    let idle = snap.settings.timeouts.idle;
-    let activity = ctx.activity.clone();
-    ctx.shared.tasks.spawn(async move {
+    let tasks = ctx.shared.tasks.clone();
+    tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => relay(TokioIo::new(upgraded), upstream, activity, idle).await,
+            Ok(upgraded) => {
+                let record = run(
+                    TokioIo::new(upgraded),
+                    upstream,
+                    &ctx,
+                    snap,
+                    &decided,
+                    target,
+                )
+                .await;
+                // The tunnel's audit record and metrics are written here, from `decided` (the
+                // CONNECT's identity and verdict) and `record` (SNI, its verdict, the end).
+                tracing::debug!(peer = %ctx.peer, ?record, "tunnel closed");
+            }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
@@ -60,21 +127,139 @@ pub async fn handle(
     resp
 }
 
-/// Copies both ways; the client side already stamps the connection's activity (its I/O is
-/// tracked underneath hyper's upgrade), the upstream side is tracked here.
-async fn relay(
+/// The tunnel after its 200: inspect the first bytes, forward them, relay. The snapshot is
+/// released before the relay, so a long tunnel does not keep an old policy alive.
+async fn run(
     mut client: TokioIo<hyper::upgrade::Upgraded>,
     upstream: TcpStream,
-    activity: Arc<super::activity::Activity>,
-    idle: std::time::Duration,
-) {
+    ctx: &ConnCtx,
+    snap: Arc<Snapshot>,
+    decided: &Decided,
+    target: Target,
+) -> TunnelRecord {
+    let idle = snap.settings.timeouts.idle;
+    let (first, mut record) = inspect(&mut client, &snap, decided, &target).await;
+    if record.end != TunnelEnd::Relayed {
+        log_closed(ctx, &snap, decided, &target, &record);
+        return record;
+    }
+    drop(snap);
+    let activity = ctx.activity.clone();
     let mut upstream = TrackedIo::new(upstream, activity.clone());
-    tokio::select! {
-        r = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024) => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "tunnel closed with an error");
+    if upstream.write_all(&first).await.is_err() {
+        record.end = TunnelEnd::UpstreamFailed;
+        return record;
+    }
+    record.bytes = relay(&mut client, &mut upstream, &activity, idle)
+        .await
+        .map(|(up, down)| (up + first.len() as u64, down));
+    record
+}
+
+/// Reads and decides the client's first bytes. Returns them (to forward) and the record, whose
+/// `end` is `Relayed` when the tunnel may proceed.
+async fn inspect<R: AsyncRead + Unpin>(
+    client: &mut R,
+    snap: &Snapshot,
+    decided: &Decided,
+    target: &Target,
+) -> (Vec<u8>, TunnelRecord) {
+    let s = &snap.settings;
+    // A tunnel with no byte for `timeouts.idle` is idle, even while it is being inspected.
+    let wait = s.timeouts.request_header.min(s.timeouts.idle);
+    let (first, kind) = sni::read_first_bytes(client, sni::MAX_HELLO_BYTES, wait).await;
+    let mut record = TunnelRecord {
+        sni: None,
+        sni_verdict: None,
+        end: TunnelEnd::Relayed,
+        bytes: None,
+    };
+    let allow_non_tls = s.tunnel.allow_non_tls;
+    record.end = match kind {
+        FirstBytes::Tls(None) => TunnelEnd::Relayed,
+        FirstBytes::Tls(Some(host)) => {
+            let verdict =
+                (host != target.host).then(|| decide_sni(snap, &decided.who, &host, target.port));
+            record.sni = Some(host);
+            record.sni_verdict = verdict;
+            match verdict {
+                Some(v) if v.outcome == Outcome::Block => TunnelEnd::SniBlocked,
+                _ => TunnelEnd::Relayed,
             }
         }
-        _ = activity.watch_idle(idle) => tracing::debug!("tunnel idle timeout"),
+        FirstBytes::NotTls | FirstBytes::Silent if allow_non_tls => TunnelEnd::Relayed,
+        FirstBytes::NotTls => TunnelEnd::NotTls,
+        FirstBytes::Silent => TunnelEnd::Silent,
+        FirstBytes::Closed => TunnelEnd::ClientClosed,
+        FirstBytes::Malformed(why) => TunnelEnd::Malformed(why),
+    };
+    (first, record)
+}
+
+/// The SNI decided like a CONNECT to it, for the same client (the decision cache is shared).
+fn decide_sni(snap: &Snapshot, who: &Identified, sni: &Host, port: u16) -> Verdict {
+    match who.ministry {
+        None => snap.policy.unknown_verdict(),
+        Some(m) => {
+            let (v, _hit) = (snap.cache).decide(&snap.policy, m, sni, port, None, Utc::now());
+            v
+        }
+    }
+}
+
+/// One log line for a tunnel egressd closed before forwarding anything.
+fn log_closed(
+    ctx: &ConnCtx,
+    snap: &Snapshot,
+    decided: &Decided,
+    target: &Target,
+    record: &TunnelRecord,
+) {
+    let ministry = match decided.who.ministry {
+        Some(m) => snap.policy.ministry(m).name.clone(),
+        None => Arc::from("_unknown"),
+    };
+    let sni = record
+        .sni
+        .as_ref()
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    match (&record.end, record.sni_verdict) {
+        (TunnelEnd::SniBlocked, Some(v)) => tracing::info!(
+            peer = %ctx.peer, %ministry, host = %target.host, port = target.port, %sni,
+            rule = %snap.policy.rule(v.rule).name,
+            "tunnel closed: its SNI is blocked"
+        ),
+        (end, _) if end.is_block() => tracing::info!(
+            peer = %ctx.peer, %ministry, host = %target.host, port = target.port, ?end,
+            "tunnel closed: first bytes refused"
+        ),
+        (end, _) => tracing::debug!(peer = %ctx.peer, host = %target.host, ?end, "tunnel closed"),
+    }
+}
+
+/// Copies both ways; the client side already stamps the connection's activity (its I/O is
+/// tracked underneath hyper's upgrade), the upstream side is tracked by its wrapper. Returns
+/// the byte counts (client → origin, origin → client) unless the idle timeout ended it.
+async fn relay(
+    client: &mut TokioIo<hyper::upgrade::Upgraded>,
+    upstream: &mut TrackedIo<TcpStream>,
+    activity: &super::activity::Activity,
+    idle: std::time::Duration,
+) -> Option<(u64, u64)> {
+    tokio::select! {
+        r = tokio::io::copy_bidirectional_with_sizes(client, upstream, 64 * 1024, 64 * 1024) => {
+            match r {
+                Ok(counts) => Some(counts),
+                Err(e) => {
+                    tracing::debug!(error = %e, "tunnel closed with an error");
+                    None
+                }
+            }
+        }
+        _ = activity.watch_idle(idle) => {
+            tracing::debug!("tunnel idle timeout");
+            None
+        }
     }
 }

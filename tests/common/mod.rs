@@ -3,12 +3,14 @@
 #![allow(dead_code)]
 
 pub mod origin;
+pub mod pki;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A config tree in a temp dir. `egressd_yaml` is written as is; files are (relative path, text).
@@ -183,13 +185,13 @@ pub async fn get_from(src: &str, proxy: SocketAddr, url: &str) -> RawResponse {
 }
 
 /// Reads one response from `s`: head, then a Content-Length or chunked body, or until close.
-pub async fn read_response(s: &mut TcpStream) -> RawResponse {
+pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
     tokio::time::timeout(Duration::from_secs(10), read_response_inner(s))
         .await
         .expect("response within 10 s")
 }
 
-async fn read_response_inner(s: &mut TcpStream) -> RawResponse {
+async fn read_response_inner<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(i) = find(&buf, b"\r\n\r\n") {
