@@ -41,6 +41,7 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
         tracing::info!(config = %server.config_path().display(), "egressd running");
         shutdown_signal().await;
         tracing::info!("shutting down");
+        server.flush_audit(std::time::Duration::from_secs(5)).await;
         Ok(())
     })
 }

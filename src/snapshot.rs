@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::cache::DecisionCache;
 use crate::config::{Loaded, Settings};
 use crate::identity::IdentityTable;
+use crate::metrics::{Metrics, PolicyMetrics};
 use crate::policy::Policy;
 
 pub struct Snapshot {
@@ -16,11 +17,16 @@ pub struct Snapshot {
     pub policy: Policy,
     pub cache: DecisionCache,
     pub identity: IdentityTable,
+    /// Per-ministry and per-rule metric handles of this policy, resolved here so requests
+    /// never format labels.
+    pub metrics: PolicyMetrics,
 }
 
 impl Snapshot {
-    /// Compiles a validated configuration. Runs on the control path (startup, reload).
-    pub fn build(loaded: &Loaded, generation: u64) -> Snapshot {
+    /// Compiles a validated configuration and resolves its metric handles in `metrics`. Runs
+    /// on the control path (startup, reload); call [`Metrics::install_snapshot`] when the
+    /// snapshot is swapped in.
+    pub fn build(loaded: &Loaded, generation: u64, metrics: &Metrics) -> Snapshot {
         let policy = Policy::compile(&loaded.policy);
         let settings = Arc::new(loaded.settings.clone());
         let identity = IdentityTable::build(
@@ -31,6 +37,7 @@ impl Snapshot {
         Snapshot {
             generation,
             cache: DecisionCache::new(settings.cache.max_entries),
+            metrics: PolicyMetrics::build(metrics, &policy),
             settings,
             policy,
             identity,

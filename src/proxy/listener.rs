@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::activity::{Activity, TrackedIo};
 use super::limits::{ConnLimiter, ConnPermit, Refusal};
 use super::service::{self, ConnCtx, Shared};
+use crate::metrics::Listener;
 
 /// Serves one listener until the task is dropped.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limiter: Arc<ConnLimiter>) {
@@ -46,6 +47,7 @@ async fn serve_connection(
     shared: Arc<Shared>,
     _permit: ConnPermit,
 ) {
+    let _active = shared.metrics.connection(Listener::Proxy);
     let _ = tcp.set_nodelay(true);
     let (idle, header, max_header) = {
         let snap = shared.snapshot.load();
