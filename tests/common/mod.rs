@@ -2,6 +2,7 @@
 //! real egressd server started in-process on an ephemeral port, and raw-TCP / hyper clients.
 #![allow(dead_code)]
 
+pub mod obs;
 pub mod origin;
 
 use std::net::SocketAddr;
