@@ -527,12 +527,13 @@ mod tests {
             2,
             (w.clone(), f.clone()),
         );
-        // The writer takes one record and blocks in write(); two more fill the queue.
-        for i in 0..3 {
+        // The writer takes what is queued (up to a batch) and blocks in write(); the queue
+        // fills up behind it and the rest of these synchronous submits park in tasks.
+        const N: u64 = 1000;
+        for i in 0..N {
             log.submit(record(i));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // Now admission waits, and so do senders; synchronous submits are parked in tasks.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let admitted = tokio::time::timeout(Duration::from_millis(200), log.admit()).await;
         assert!(
             admitted.is_err(),
@@ -540,13 +541,10 @@ mod tests {
         );
         let l2 = log.clone();
         let sender = tokio::spawn(async move {
-            for i in 3..10 {
+            for i in N..N + 10 {
                 l2.send(record(i)).await;
             }
         });
-        for i in 10..20 {
-            log.submit(record(i));
-        }
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             !sender.is_finished(),
@@ -558,16 +556,14 @@ mod tests {
         gate.open.1.notify_all();
         sender.await.unwrap();
         log.admit().await;
-        assert!(log.flush(Duration::from_secs(5)).await);
-        // Parked submits may land after the flush marker; wait for them.
-        for _ in 0..100 {
-            if w.get() == 20 {
+        for _ in 0..250 {
+            log.flush(Duration::from_secs(5)).await;
+            if w.get() == N + 10 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-            log.flush(Duration::from_secs(5)).await;
         }
-        assert_eq!((w.get(), f.get()), (20, 0));
+        assert_eq!((w.get(), f.get()), (N + 10, 0));
         let out = String::from_utf8(gate.out.lock().unwrap().clone()).unwrap();
         let mut seen: Vec<u64> = out
             .lines()
@@ -578,7 +574,7 @@ mod tests {
             })
             .collect();
         seen.sort();
-        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+        assert_eq!(seen, (0..N + 10).collect::<Vec<_>>());
     }
 
     struct Broken;

@@ -685,6 +685,41 @@ mod tests {
     }
 
     #[test]
+    fn large_policies_create_request_series_on_first_use() {
+        let many: Vec<_> = (0..EAGER_SERIES / 2)
+            .map(|i| {
+                rule(
+                    "_organization",
+                    &format!("r{i}"),
+                    Block,
+                    domains(&[&format!("d{i}.example")]),
+                )
+            })
+            .collect();
+        let m = ministry("agri", Mode::Enforce, None, vec![]);
+        let p = Policy::compile(&set(org(vec![], many, Allow), vec![m], vec![]));
+        let metrics = Metrics::new();
+        let pm = PolicyMetrics::build(&metrics, &p);
+        assert!(scrape_lines(&metrics, "egressd_requests_total{").is_empty());
+        let agri = p.ministry_id("agri");
+        let v = p.decide(
+            agri.unwrap(),
+            &host("d7.example"),
+            80,
+            None,
+            chrono::Utc::now(),
+        );
+        pm.counter(&p, agri, Kind::Http, v).inc();
+        pm.counter(&p, agri, Kind::Http, v).inc();
+        assert_eq!(
+            scrape_lines(&metrics, "egressd_requests_total{"),
+            [
+                r#"egressd_requests_total{action="block",kind="http",ministry="agri",rule="_organization/r7"} 2"#
+            ]
+        );
+    }
+
+    #[test]
     fn fixed_families_and_helpers() {
         let m = Metrics::new();
         m.decision(true, Duration::from_nanos(120));

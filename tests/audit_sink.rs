@@ -89,7 +89,7 @@ async fn a_sink_that_does_not_drain_slows_requests_and_loses_nothing() {
     let mut stuck = None;
     for i in 0..8 {
         let req = tokio::spawn(get_n(proxy, port, i));
-        match tokio::time::timeout(Duration::from_secs(1), async { req.await }).await {
+        match tokio::time::timeout(Duration::from_secs(1), req).await {
             Ok(status) => {
                 assert_eq!(status.unwrap(), 200);
                 done += 1;

@@ -32,11 +32,10 @@ use prometheus::IntCounter;
 
 use super::body::ProxyBody;
 use super::respond::ErrorType;
-use super::service::{ConnCtx, Decided, Stop};
+use super::service::{ConnCtx, Decided, Shared, Stop};
 use super::target::Target;
-use crate::audit::{AuditLog, Record};
+use crate::audit::Record;
 use crate::identity::Identified;
-use crate::metrics::Metrics;
 use crate::policy::host::Host;
 use crate::policy::model::Mode;
 use crate::policy::{Kind, Outcome, Verdict};
@@ -50,8 +49,8 @@ pub struct Exchange {
 
 struct Data {
     started: Instant,
-    metrics: Arc<Metrics>,
-    audit: AuditLog,
+    /// Metrics and the audit queue (one reference for both).
+    shared: Arc<Shared>,
     keep_query: bool,
     client: IpAddr,
     kind: Kind,
@@ -86,8 +85,7 @@ impl Exchange {
         Exchange {
             d: Some(Box::new(Data {
                 started: Instant::now(),
-                metrics: Arc::clone(&ctx.shared.metrics),
-                audit: ctx.shared.audit.clone(),
+                shared: Arc::clone(&ctx.shared),
                 keep_query: snap.settings.audit.keep_query,
                 client: ctx.peer.ip(),
                 kind,
@@ -205,7 +203,7 @@ impl Exchange {
         d.status = status;
         d.error = error;
         if let Some(e) = error {
-            d.metrics.upstream_error(e);
+            d.shared.metrics.upstream_error(e);
         }
     }
 
@@ -253,7 +251,9 @@ impl Exchange {
         if let Some(d) = self.d.as_mut() {
             if d.error.is_none() {
                 d.error = Some(ErrorType::HttpResponseIncomplete);
-                d.metrics.upstream_error(ErrorType::HttpResponseIncomplete);
+                d.shared
+                    .metrics
+                    .upstream_error(ErrorType::HttpResponseIncomplete);
             }
         }
     }
@@ -261,8 +261,8 @@ impl Exchange {
     /// Writes the record, waiting while the audit queue is full (tunnels).
     pub async fn finish(mut self) {
         if let Some(d) = self.d.take() {
-            let (audit, record) = d.into_record();
-            audit.send(record).await;
+            let (shared, record) = d.into_record();
+            shared.audit.send(record).await;
         }
     }
 }
@@ -270,8 +270,8 @@ impl Exchange {
 impl Drop for Exchange {
     fn drop(&mut self) {
         if let Some(d) = self.d.take() {
-            let (audit, record) = d.into_record();
-            audit.submit(record);
+            let (shared, record) = d.into_record();
+            shared.audit.submit(record);
         }
     }
 }
@@ -293,7 +293,7 @@ impl Data {
         }
     }
 
-    fn into_record(mut self: Box<Self>) -> (AuditLog, Record) {
+    fn into_record(mut self: Box<Self>) -> (Arc<Shared>, Record) {
         self.count(); // a request dropped before its head was still decided
         let action = match (self.verdict, self.error) {
             (Some(v), _) => Some(v.outcome),
@@ -326,7 +326,7 @@ impl Data {
             bytes_down: d.bytes_down,
             duration: d.started.elapsed(),
         };
-        (d.audit, record)
+        (d.shared, record)
     }
 }
 

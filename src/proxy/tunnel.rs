@@ -66,7 +66,6 @@ pub async fn handle(
             Ok(upgraded) => relay(TokioIo::new(upgraded), upstream, activity, idle, &mut ex).await,
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
-        ex.count();
         ex.finish().await;
     });
     let mut resp = Response::new(ProxyBody::empty(Some(guard)));
