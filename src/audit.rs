@@ -44,6 +44,8 @@ use crate::proxy::respond::ErrorType;
 pub const DEFAULT_QUEUE: usize = 4096;
 /// A batch is written out once it reaches this size even if more records are queued.
 const BATCH_BYTES: usize = 256 * 1024;
+/// The writer's pause after each batch (see `Writer::run`).
+const BATCH_PAUSE: Duration = Duration::from_millis(2);
 
 /// The audit record's field names, in the order they are written.
 pub mod field {
@@ -390,6 +392,10 @@ impl Writer {
                 }
             }
             self.write_out();
+            // Let the next records gather instead of waking for each one: a writer parked on
+            // an empty queue costs every sender a wake-up (a futex call) and every record its
+            // own write(2). Records wait at most this long; senders never wait for it.
+            std::thread::sleep(BATCH_PAUSE);
         }
         self.write_out();
     }
