@@ -165,6 +165,14 @@ impl Server {
         &self.config_path
     }
 
+    /// Closes the proxy listeners (open connections go on); the admin listener stays up so
+    /// `/readyz` can answer 503 while the proxy drains. For the SIGTERM path.
+    pub fn stop_accepting(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
     /// Waits until every audit record queued so far is written (or `timeout`). Call it last
     /// on shutdown, after the proxy has drained.
     pub async fn flush_audit(&self, timeout: Duration) -> bool {

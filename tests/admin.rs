@@ -30,6 +30,34 @@ async fn health_and_readiness_then_draining() {
 }
 
 #[tokio::test]
+async fn admin_stays_up_when_the_proxy_listeners_stop() {
+    let mut p = common::start(common::standard_tree("")).await;
+    p.server.shared.health.set_draining();
+    p.server.stop_accepting();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        tokio::net::TcpStream::connect(p.addr).await.is_err(),
+        "proxy still listening"
+    );
+    assert_eq!(admin_get(p.admin, "/readyz").await.status, 503);
+    assert_eq!(admin_get(p.admin, "/healthz").await.status, 200);
+}
+
+#[tokio::test]
+async fn an_audit_file_that_cannot_be_opened_fails_startup() {
+    let tree = common::standard_tree("audit: {file: missing-dir/audit.log}");
+    let err = egressd::app::Server::start(&tree.config_path())
+        .await
+        .err()
+        .expect("must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("cannot open the audit file") && msg.contains("missing-dir/audit.log"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
 async fn unknown_paths_methods_and_the_proxy_port() {
     let p = common::start(common::standard_tree("")).await;
     assert_eq!(admin_get(p.admin, "/").await.status, 404);
