@@ -580,3 +580,60 @@ async fn unidentified_client_is_audited_as_none_and_unknown() {
     );
     assert_eq!(v, Some(1.0));
 }
+
+/// What the reload path (issue #4) does: build a snapshot from a new configuration and install
+/// it. Policy gauges follow the new policy; label sets of removed files and rules disappear.
+#[test]
+fn install_snapshot_replaces_policy_gauges() {
+    use egressd::metrics::Metrics;
+    use egressd::snapshot::Snapshot;
+    let first = common::ConfigTree::new(
+        &common::egressd_yaml(""),
+        &[
+            ("policies/_organization.yaml", common::ORG),
+            ("policies/agriculture.yaml", common::AGRICULTURE),
+            ("policies/health.yaml", common::HEALTH),
+            ("policies/finance.yaml", FINANCE),
+            ("categories/social-media.yaml", common::SOCIAL),
+        ],
+    );
+    let second = common::ConfigTree::new(
+        &common::egressd_yaml(""),
+        &[
+            ("policies/_organization.yaml", common::ORG),
+            ("policies/agriculture.yaml", common::AGRICULTURE),
+            ("policies/health.yaml", common::HEALTH),
+            ("categories/social-media.yaml", common::SOCIAL),
+        ],
+    );
+    let metrics = Metrics::new();
+    let load = |t: &common::ConfigTree| egressd::config::load(&t.config_path()).unwrap();
+    let snap = Snapshot::build(&load(&first), 1, &metrics);
+    metrics.install_snapshot(&snap);
+    let m = obs::parse(&metrics.render(0));
+    assert_eq!(
+        obs::value(&m, "egressd_policy_rules", &[("ministry", "finance")]),
+        Some(1.0)
+    );
+    assert!(obs::sum(&m, "egressd_rule_expiry_timestamp_seconds", &[]) > 0.0);
+    let snap = Snapshot::build(&load(&second), 2, &metrics);
+    metrics.install_snapshot(&snap);
+    metrics.reload(true);
+    let m = obs::parse(&metrics.render(0));
+    assert_eq!(obs::value(&m, "egressd_policy_generation", &[]), Some(2.0));
+    assert_eq!(
+        obs::value(&m, "egressd_policy_rules", &[("ministry", "finance")]),
+        None
+    );
+    assert_eq!(
+        obs::value(&m, "egressd_policy_rules", &[("ministry", "agriculture")]),
+        Some(1.0)
+    );
+    assert!(!m
+        .iter()
+        .any(|s| s.name == "egressd_rule_expiry_timestamp_seconds"));
+    assert_eq!(
+        obs::value(&m, "egressd_policy_reloads_total", &[("result", "success")]),
+        Some(1.0)
+    );
+}
