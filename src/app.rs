@@ -1,6 +1,7 @@
-//! Composition root: load the configuration, build the first snapshot, bind the listeners, start
-//! the reload task, and drain on shutdown. The binary calls [`Server::start`] and
-//! [`Server::shutdown`]; integration tests start the same server in-process on ephemeral ports.
+//! Composition root: load the configuration, build the first snapshot, start the audit writer,
+//! bind the proxy and admin listeners, start the reload task, and drain on shutdown. The binary
+//! calls [`Server::start`] and [`Server::shutdown`]; integration tests start the same server
+//! in-process on ephemeral ports.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{self, AdminCtx, Health};
+use crate::audit::{self, AuditLog, Sink};
 use crate::config::{self, Diagnostic};
+use crate::metrics::Metrics;
 use crate::proxy::dial::Resolver;
 use crate::proxy::forward;
 use crate::proxy::limits::ConnLimiter;
@@ -30,6 +34,8 @@ pub enum AppError {
     Config(Vec<Diagnostic>),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error("cannot open the audit file {0}: {1}")]
+    Audit(PathBuf, std::io::Error),
 }
 
 fn render(diags: &[Diagnostic]) -> String {
@@ -40,27 +46,65 @@ fn render(diags: &[Diagnostic]) -> String {
         .join("\n")
 }
 
+/// Knobs that are not configuration (tests, embedding).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Records the audit queue holds before requests wait ([`audit::DEFAULT_QUEUE`]).
+    pub audit_queue: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            audit_queue: audit::DEFAULT_QUEUE,
+        }
+    }
+}
+
 /// A running proxy. Dropping it stops the listeners (open connections finish on their own).
 pub struct Server {
     pub shared: Arc<Shared>,
     pub reloader: Arc<Reloader>,
     proxy_addrs: Vec<SocketAddr>,
     proxy_tls_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     config_path: PathBuf,
+    /// The proxy listeners (plain and TLS).
     listeners: Vec<JoinHandle<()>>,
     reload_task: JoinHandle<()>,
+    /// The admin listener and the audit reopen signal: kept apart so the proxy listeners can
+    /// stop (drain) while `/readyz` still answers 503.
+    admin_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     /// Loads and validates `config_path`, binds every proxy listener and starts serving and
     /// watching the configuration.
     pub async fn start(config_path: &Path) -> Result<Server, AppError> {
+        Self::start_with(config_path, Options::default()).await
+    }
+
+    pub async fn start_with(config_path: &Path, opts: Options) -> Result<Server, AppError> {
         let loaded = config::load(config_path).map_err(AppError::Config)?;
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
-        let snap = Snapshot::build(&loaded, 1);
+        let metrics = Arc::new(Metrics::new());
+        let snap = Snapshot::build(&loaded, 1, &metrics);
+        metrics.install_snapshot(&snap);
         let s = snap.settings.clone();
+        let sink = match &s.audit.file {
+            Some(path) => Sink::file(path).map_err(|e| AppError::Audit(path.clone(), e))?,
+            None => Sink::Stdout,
+        };
+        let audit = AuditLog::start(sink, opts.audit_queue, metrics.audit_counters());
+        let mut admin_tasks = Vec::new();
+        match audit.reopen_on_sigusr1() {
+            Ok(t) => admin_tasks.push(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGUSR1 handler: the audit file will not be reopened")
+            }
+        }
         let connect_timeout_ms = Arc::new(AtomicU64::new(s.timeouts.connect.as_millis() as u64));
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snap),
@@ -74,6 +118,9 @@ impl Server {
             tasks: TaskTracker::new(),
             draining: CancellationToken::new(),
             tls_handshake_failures: AtomicU64::new(0),
+            metrics,
+            audit,
+            health: Health::default(),
         });
         let mut proxy_addrs = Vec::new();
         let mut listeners = Vec::new();
@@ -98,14 +145,32 @@ impl Server {
             proxy_tls_addr = Some(local);
             listeners.push(tokio::spawn(tls::serve(l, shared.clone())));
         }
+        let mut admin_addr = None;
+        if let Some(addr) = s.listen.admin {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| AppError::Bind(addr, e))?;
+            let local = l.local_addr().map_err(|e| AppError::Bind(addr, e))?;
+            tracing::info!(address = %local, "admin listening");
+            admin_addr = Some(local);
+            let ctx = Arc::new(AdminCtx {
+                shared: shared.clone(),
+                proxy_addrs: proxy_addrs.clone(),
+            });
+            admin_tasks.push(tokio::spawn(admin::serve(l, ctx)));
+        }
+        // A valid policy is loaded and every listener is up.
+        shared.health.set_ready();
         Ok(Server {
             shared,
             reloader,
             proxy_addrs,
             proxy_tls_addr,
+            admin_addr,
             config_path: config_path.to_owned(),
             listeners,
             reload_task,
+            admin_tasks,
         })
     }
 
@@ -117,6 +182,11 @@ impl Server {
     /// The bound TLS proxy address (`listen.proxy_tls`), with the real port for port 0.
     pub fn proxy_tls_addr(&self) -> Option<SocketAddr> {
         self.proxy_tls_addr
+    }
+
+    /// The bound admin address (the real port when the config asked for port 0).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn config_path(&self) -> &Path {
@@ -133,6 +203,8 @@ impl Server {
     /// Returns whether everything finished within `grace`.
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.reload_task.abort();
+        // `/readyz` answers 503 from now on; the admin listener stays up through the drain.
+        self.shared.health.set_draining();
         self.shared.draining.cancel();
         for l in &self.listeners {
             l.abort();
@@ -156,12 +228,18 @@ impl Server {
     pub fn shutdown_grace(&self) -> Duration {
         self.shared.snapshot.load().settings.timeouts.shutdown_grace
     }
+
+    /// Waits until every audit record queued so far is written (or `timeout`). Call it last
+    /// on shutdown, after the proxy has drained.
+    pub async fn flush_audit(&self, timeout: Duration) -> bool {
+        self.shared.audit.flush(timeout).await
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.reload_task.abort();
-        for t in &self.listeners {
+        for t in self.listeners.iter().chain(&self.admin_tasks) {
             t.abort();
         }
     }

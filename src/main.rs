@@ -42,6 +42,7 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
         shutdown_signal().await;
         let grace = server.shutdown_grace();
         server.shutdown(grace).await;
+        server.flush_audit(std::time::Duration::from_secs(5)).await;
         tracing::info!("stopped");
         Ok(())
     })

@@ -10,7 +10,7 @@
 //! swap replaces the directories a watch was attached to. Bursts of events (an editor's
 //! write-then-rename, a `git checkout`) are debounced into one reload.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +25,8 @@ use crate::snapshot::{self, Snapshot};
 
 /// Quiet time after the last file event before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(200);
+/// A reload happens at most this long after the first event, even if events keep coming.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
 
 /// What asked for a reload (for the log line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,13 +85,21 @@ impl Reloader {
         let path = self.config_path.clone();
         let current = self.shared.snapshot.load_full();
         let next_gen = self.generation.load(Ordering::Relaxed) + 1;
+        let metrics = self.shared.metrics.clone();
         // Parsing and compiling a large policy takes real CPU time: keep it off the executor.
         let built = tokio::task::spawn_blocking(move || {
-            let loaded = config::load(&path)?;
-            if snapshot::fingerprint(&loaded.files) == current.fingerprint {
+            // Fingerprint *before* reading: a file changed while it is being read then differs
+            // from the stored fingerprint at the next reload (its event is on the way), so a
+            // change can never be mistaken for "unchanged". Taken after reading, it could.
+            let dirs = snapshot::watched_dirs(&current.settings);
+            let before = snapshot::fingerprint(&current.files, &dirs);
+            if before == current.fingerprint {
                 return Ok(None);
             }
-            Ok(Some((Snapshot::build(&loaded, next_gen), loaded.warnings)))
+            let loaded = config::load(&path)?;
+            let mut snap = Snapshot::build(&loaded, next_gen, &metrics);
+            snap.fingerprint = before;
+            Ok(Some((snap, loaded.warnings)))
         })
         .await;
         let outcome = match built {
@@ -114,14 +124,17 @@ impl Reloader {
         };
         match &outcome {
             Outcome::Applied { generation } => {
+                self.shared.metrics.reload(true);
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(?trigger, generation, "configuration reloaded");
             }
             Outcome::Unchanged => {
+                self.shared.metrics.reload(true);
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(?trigger, "configuration unchanged");
             }
             Outcome::Rejected(diags) => {
+                self.shared.metrics.reload(false);
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 for d in diags {
                     tracing::error!("{d}");
@@ -147,6 +160,9 @@ impl Reloader {
             s.limits.max_connections_per_client,
         );
         self.generation.store(generation, Ordering::Relaxed);
+        // Gauges first: a scrape between the two lines sees the new policy's gauges with the
+        // old policy serving for a moment, never the reverse.
+        self.shared.metrics.install_snapshot(&snap);
         self.shared.snapshot.store(Arc::new(snap));
     }
 }
@@ -185,9 +201,11 @@ async fn run(
     while let Some(first) = rx.recv().await {
         let mut trigger = first;
         if trigger == Trigger::Files {
-            // Debounce: wait until the events stop for DEBOUNCE.
+            // Debounce: wait until the events stop for DEBOUNCE (at most DEBOUNCE_MAX).
+            let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX;
             loop {
-                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                let quiet = (tokio::time::Instant::now() + DEBOUNCE).min(deadline);
+                match tokio::time::timeout_at(quiet, rx.recv()).await {
                     Ok(Some(t)) => {
                         if t == Trigger::Signal {
                             trigger = t;
@@ -232,9 +250,14 @@ fn arm_watcher(
 ) -> Option<RecommendedWatcher> {
     let snap = reloader.shared.snapshot.load();
     let folders = watched_folders(&reloader.config_path, &snap.settings, &snap.files);
+    let files: HashSet<PathBuf> = (snap.files.iter())
+        .flat_map(|f| [Some(f.clone()), f.canonicalize().ok()])
+        .flatten()
+        .collect();
     let handler = move |event: notify::Result<notify::Event>| {
         if let Ok(e) = event {
-            if !matches!(e.kind, notify::EventKind::Access(_)) {
+            let relevant = e.paths.iter().any(|p| is_config_path(p, &files));
+            if relevant && !matches!(e.kind, notify::EventKind::Access(_)) {
                 let _ = tx.send(Trigger::Files);
             }
         }
@@ -252,6 +275,18 @@ fn arm_watcher(
         }
     }
     Some(watcher)
+}
+
+/// Whether a file event can concern the configuration: a file it read (certificates and
+/// credentials included), any YAML file (a new policy or category), or a Kubernetes ConfigMap's
+/// `..data` swap. Everything else in the watched folders (an audit log written next to the
+/// configuration, say) is ignored: a busy neighbour must not keep the debounce from settling.
+fn is_config_path(path: &Path, files: &HashSet<PathBuf>) -> bool {
+    if files.contains(path) {
+        return true;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with("..") || name.ends_with(".yaml") || name.ends_with(".yml")
 }
 
 fn watched_folders(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::cache::DecisionCache;
 use crate::config::{Loaded, Settings};
 use crate::identity::IdentityTable;
+use crate::metrics::{Metrics, PolicyMetrics};
 use crate::policy::Policy;
 use crate::proxy::auth::Credentials;
 
@@ -21,19 +22,25 @@ pub struct Snapshot {
     pub identity: IdentityTable,
     /// Every file the configuration was read from (what the reload watcher follows).
     pub files: Vec<PathBuf>,
-    /// Hash of those files' paths and contents: a reload that finds the same fingerprint
-    /// keeps this snapshot (and its warm cache).
+    /// [`fingerprint`] of the configuration this snapshot was loaded from, taken *before* it
+    /// was read (see `reload`): a reload that finds the same fingerprint keeps this snapshot
+    /// (and its warm cache) without parsing anything.
     pub fingerprint: u64,
     /// `identity.credentials` users and the password checks already made (`None`: not set).
     pub credentials: Option<Credentials>,
     /// The TLS listener's certificate, key and client CA (`None`: no `listen.proxy_tls`).
     /// Built by the config loader, so a reload rotates them with everything else.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Per-ministry and per-rule metric handles of this policy, resolved here so requests
+    /// never format labels.
+    pub metrics: PolicyMetrics,
 }
 
 impl Snapshot {
-    /// Compiles a validated configuration. Runs on the control path (startup, reload).
-    pub fn build(loaded: &Loaded, generation: u64) -> Snapshot {
+    /// Compiles a validated configuration and resolves its metric handles in `metrics`. Runs
+    /// on the control path (startup, reload); call [`Metrics::install_snapshot`] when the
+    /// snapshot is swapped in.
+    pub fn build(loaded: &Loaded, generation: u64, metrics: &Metrics) -> Snapshot {
         let policy = Policy::compile(&loaded.policy);
         let settings = Arc::new(loaded.settings.clone());
         let identity = IdentityTable::build(
@@ -47,20 +54,30 @@ impl Snapshot {
         Snapshot {
             generation,
             cache: DecisionCache::new(settings.cache.max_entries),
+            metrics: PolicyMetrics::build(metrics, &policy),
             settings,
             policy,
             identity,
             files: loaded.files.clone(),
-            fingerprint: fingerprint(&loaded.files),
+            fingerprint: fingerprint(&loaded.files, &watched_dirs(&loaded.settings)),
             credentials,
             tls: loaded.tls.clone(),
         }
     }
 }
 
-/// Hash of the paths and contents of `files` (unreadable files hash as their error kind, so a
-/// file that disappears still changes the fingerprint).
-pub fn fingerprint(files: &[PathBuf]) -> u64 {
+/// The folders whose listings are part of the fingerprint (a new policy or category file
+/// changes it before anything reads that file).
+pub fn watched_dirs(settings: &Settings) -> [PathBuf; 2] {
+    [
+        settings.policies_dir.clone(),
+        settings.categories_dir.clone(),
+    ]
+}
+
+/// Hash of the paths and contents of `files` and of the names in `dirs` (unreadable files and
+/// folders hash as their error kind, so one that disappears still changes the fingerprint).
+pub fn fingerprint(files: &[PathBuf], dirs: &[PathBuf]) -> u64 {
     let mut sorted: Vec<&PathBuf> = files.iter().collect();
     sorted.sort();
     let mut h = DefaultHasher::new();
@@ -68,6 +85,19 @@ pub fn fingerprint(files: &[PathBuf]) -> u64 {
         f.hash(&mut h);
         match std::fs::read(f) {
             Ok(bytes) => bytes.hash(&mut h),
+            Err(e) => (e.kind() as u32).hash(&mut h),
+        }
+    }
+    for d in dirs {
+        d.hash(&mut h);
+        match std::fs::read_dir(d) {
+            Ok(entries) => {
+                let mut names: Vec<_> = entries
+                    .filter_map(|e| e.ok().map(|e| e.file_name()))
+                    .collect();
+                names.sort();
+                names.hash(&mut h);
+            }
             Err(e) => (e.kind() as u32).hash(&mut h),
         }
     }

@@ -143,7 +143,7 @@ fn run_serves_the_block_page_and_rejects_bad_config() {
         .unwrap()
         .port();
     let tree = common::ConfigTree::new(
-        &format!("listen: {{proxy: 127.0.0.1:{port}}}\n"),
+        &format!("listen: {{proxy: 127.0.0.1:{port}, admin: 127.0.0.1:0}}\n"),
         &[("policies/_organization.yaml", "default: allow\nbaseline:\n  - id: social\n    action: block\n    domains: [facebook.com]\n    reason: not for work\n")],
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_egressd"))

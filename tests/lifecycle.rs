@@ -61,7 +61,7 @@ fn tree(port: u16, origin_blocked: bool) -> common::ConfigTree {
         if origin_blocked { "block" } else { "allow" }
     );
     let yaml = format!(
-        "listen: {{proxy: 127.0.0.1:{port}}}\nidentity: {{default_ministry: guest}}\negress: {{allow_private_cidrs: [127.0.0.0/8]}}\ndns: {{static: {{other.test: 127.0.0.1, slow.test: 127.0.0.1}}}}\ntimeouts: {{shutdown_grace: 5s}}\n"
+        "listen: {{proxy: 127.0.0.1:{port}, admin: 127.0.0.1:0}}\nidentity: {{default_ministry: guest}}\negress: {{allow_private_cidrs: [127.0.0.0/8]}}\ndns: {{static: {{other.test: 127.0.0.1, slow.test: 127.0.0.1}}}}\ntimeouts: {{shutdown_grace: 5s}}\n"
     );
     common::ConfigTree::new(
         &yaml,

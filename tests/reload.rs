@@ -58,7 +58,9 @@ async fn fifty_rewrites_under_load_fail_no_request() {
     let p = common::start(tree).await;
     let port = o.addr.port();
 
-    // The client loop: an allowed host that no version changes must always answer 200.
+    // The client loop: an allowed host that no version changes must always answer 200. Its
+    // audit records go to `audit.log` in the watched config folder: a busy neighbour file that
+    // must not keep the debounce from settling (it once did).
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let client = {

@@ -30,6 +30,7 @@ fn yaml(origin_port: u16, extra: &str) -> String {
         r#"
 listen:
   proxy: 127.0.0.1:0
+  admin: 127.0.0.1:0
   proxy_tls:
     address: 127.0.0.1:0
     cert: pki/proxy.crt

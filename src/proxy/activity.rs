@@ -25,6 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::observe::Meter;
+
 const NOT_STARTED: u64 = u64::MAX;
 
 /// Activity stamps of one client connection, shared by its I/O, its service and its watchdog.
@@ -138,16 +140,32 @@ impl Drop for RequestGuard {
     }
 }
 
-/// An I/O object that stamps reads and writes into an [`Activity`].
+/// An I/O object that stamps reads and writes into an [`Activity`], and counts its bytes when
+/// given a [`Meter`] (tunnels).
 #[derive(Debug)]
 pub struct TrackedIo<T> {
     inner: T,
     activity: Arc<Activity>,
+    meter: Option<Meter>,
 }
 
 impl<T> TrackedIo<T> {
     pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        TrackedIo { inner, activity }
+        TrackedIo {
+            inner,
+            activity,
+            meter: None,
+        }
+    }
+
+    /// Counts the bytes read and written from now on.
+    pub fn metered(mut self, meter: Option<Meter>) -> Self {
+        self.meter = meter;
+        self
+    }
+
+    pub fn meter(&self) -> Option<&Meter> {
+        self.meter.as_ref()
     }
 
     pub fn get_ref(&self) -> &T {
@@ -163,10 +181,25 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        let n = buf.filled().len() - before;
+        if matches!(r, Poll::Ready(Ok(()))) && n > 0 {
             self.activity.on_read();
+            if let Some(m) = &mut self.meter {
+                m.read(n);
+            }
         }
         r
+    }
+}
+
+impl<T> TrackedIo<T> {
+    fn wrote(&mut self, n: usize) {
+        if n > 0 {
+            self.activity.on_write();
+            if let Some(m) = &mut self.meter {
+                m.wrote(n);
+            }
+        }
     }
 }
 
@@ -177,8 +210,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.on_write();
+        if let Poll::Ready(Ok(n)) = r {
+            self.wrote(n);
         }
         r
     }
@@ -189,8 +222,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.on_write();
+        if let Poll::Ready(Ok(n)) = r {
+            self.wrote(n);
         }
         r
     }

@@ -1,6 +1,8 @@
 //! The one response body type of the proxy: either a streamed upstream body or a small body
 //! egressd made up itself. It carries the connection's [`RequestGuard`], so the request counts
-//! as in flight until hyper has written (or dropped) the whole body.
+//! as in flight until hyper has written (or dropped) the whole body, and the request's
+//! [`Exchange`], which counts the bytes sent and writes the audit record when the body is
+//! dropped.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,10 +12,12 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::activity::RequestGuard;
+use super::observe::Exchange;
 
 pub struct ProxyBody {
     inner: Inner,
     _guard: Option<RequestGuard>,
+    exchange: Option<Exchange>,
 }
 
 enum Inner {
@@ -27,6 +31,7 @@ impl ProxyBody {
         ProxyBody {
             inner: Inner::Upstream(body),
             _guard: guard,
+            exchange: None,
         }
     }
 
@@ -34,6 +39,7 @@ impl ProxyBody {
         ProxyBody {
             inner: Inner::Local(body),
             _guard: guard,
+            exchange: None,
         }
     }
 
@@ -43,10 +49,17 @@ impl ProxyBody {
         self
     }
 
+    /// Attaches the request's exchange (metrics and audit record).
+    pub fn with_exchange(mut self, exchange: Exchange) -> Self {
+        self.exchange = Some(exchange);
+        self
+    }
+
     pub fn empty(guard: Option<RequestGuard>) -> Self {
         ProxyBody {
             inner: Inner::Empty,
             _guard: guard,
+            exchange: None,
         }
     }
 }
@@ -59,11 +72,18 @@ impl Body for ProxyBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.inner {
+        let r = match &mut self.inner {
             Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
             Inner::Local(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
             Inner::Empty => Poll::Ready(None),
+        };
+        if let (Poll::Ready(Some(frame)), Some(ex)) = (&r, &mut self.exchange) {
+            match frame {
+                Ok(f) => ex.sent_down(f.data_ref().map_or(0, |d| d.len())),
+                Err(_) => ex.body_failed(),
+            }
         }
+        r
     }
 
     fn is_end_stream(&self) -> bool {

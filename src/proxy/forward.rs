@@ -22,13 +22,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use super::dial::{self, DialError};
+use super::observe::MeteredBody;
 use super::respond::ErrorType;
 use super::target::Target;
 
 /// The `Via` value egressd adds (RFC 9110 §7.6.3).
 pub const VIA: HeaderValue = HeaderValue::from_static("1.1 egressd");
 
-pub type UpstreamClient = Client<Connector, Incoming>;
+/// Request bodies are metered on their way upstream (`egressd_bytes_total`).
+pub type UpstreamClient = Client<Connector, MeteredBody>;
 
 /// Connects to the IP:port in the URI it is given; the URI only ever carries a checked address.
 #[derive(Clone)]

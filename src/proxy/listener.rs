@@ -17,6 +17,7 @@ use super::activity::{Activity, TrackedIo};
 use super::limits::{ConnPermit, Refusal};
 use super::service::{self, ConnCtx, Shared};
 use super::tls::TlsPeer;
+use crate::metrics::Listener;
 
 /// Serves one listener until the drain starts (or the task is dropped); then the listening
 /// socket is closed at once, so new connections are refused while open ones finish.
@@ -58,6 +59,12 @@ pub(crate) async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let listener = if tls.is_some() {
+        Listener::ProxyTls
+    } else {
+        Listener::Proxy
+    };
+    let _active = shared.metrics.connection(listener);
     let (idle, header, max_header) = {
         let snap = shared.snapshot.load();
         let s = &snap.settings;

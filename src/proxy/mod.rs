@@ -7,6 +7,7 @@ pub mod forward;
 pub mod guard;
 pub mod limits;
 pub mod listener;
+pub mod observe;
 pub mod respond;
 pub mod service;
 pub mod sni;

@@ -115,12 +115,15 @@ pub fn blocked(page: &BlockPage<'_>, request_headers: Option<&HeaderMap>) -> Res
     } else {
         "text/plain; charset=utf-8"
     };
-    build(
+    let mut resp = build(
         StatusCode::FORBIDDEN,
         proxy_status(ErrorType::HttpRequestDenied, page.rule),
         ctype,
         body,
-    )
+    );
+    // The error type travels with the response, for the audit record and metrics.
+    resp.extensions_mut().insert(ErrorType::HttpRequestDenied);
+    resp
 }
 
 /// A failure (bad request, guard refusal, upstream error): status from the error type, a short
@@ -135,12 +138,14 @@ pub fn error(error: ErrorType, details: &str) -> Response<Full<Bytes>> {
         if details.is_empty() { "" } else { ": " },
         details
     );
-    build(
+    let mut resp = build(
         status,
         proxy_status(error, details),
         "text/plain; charset=utf-8",
         body,
-    )
+    );
+    resp.extensions_mut().insert(error);
+    resp
 }
 
 /// `407` challenge for `identity.credentials` (missing, malformed or wrong credentials). The

@@ -1,11 +1,12 @@
 //! One request, start to finish: load the snapshot, parse the target, identify, decide, then
 //! block, or resolve + guard + forward (plain HTTP) / tunnel (CONNECT). Every synthetic answer
-//! comes from `respond`.
+//! comes from `respond`. An [`Exchange`] follows each request for its metrics and audit record.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use chrono::Utc;
@@ -20,11 +21,15 @@ use super::body::ProxyBody;
 use super::dial::{self, DialError, Resolver};
 use super::forward::{self, UpstreamClient};
 use super::limits::ConnLimiter;
+use super::observe::Exchange;
 use super::respond::{self, BlockPage, ErrorType};
 use super::target::{self, Target};
 use super::tls::TlsPeer;
 use super::tunnel;
+use crate::admin::Health;
+use crate::audit::AuditLog;
 use crate::identity::Identified;
+use crate::metrics::Metrics;
 use crate::policy::{Kind, Outcome, Verdict};
 use crate::snapshot::Snapshot;
 
@@ -42,6 +47,12 @@ pub struct Shared {
     pub draining: CancellationToken,
     /// TLS listener handshakes that failed or timed out since start (a counter to export).
     pub tls_handshake_failures: AtomicU64,
+    /// The app's metric families (per-policy handles live in the snapshot).
+    pub metrics: Arc<Metrics>,
+    /// The audit queue's sending side.
+    pub audit: AuditLog,
+    /// Readiness and draining, for `/readyz`.
+    pub health: Health,
 }
 
 /// Per-connection context handed to every request of the connection.
@@ -58,15 +69,23 @@ pub async fn handle(
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let guard = ctx.activity.begin_request();
+    // A full audit queue holds new requests back rather than losing records.
+    ctx.shared.audit.admit().await;
     let snap = ctx.shared.snapshot.load_full();
+    let mut ex = Exchange::begin(&ctx, &req, &snap);
     let who = match auth::identify(req.headers(), &ctx, &snap).await {
         Ok(who) => who,
-        Err(resp) => return Ok(with_guard(resp, guard)),
+        Err(resp) => return Ok(ex.respond(&snap, with_guard(resp, guard))),
     };
-    if req.method() == Method::CONNECT {
-        return Ok(tunnel::handle(req, ctx, snap, who, guard).await);
+    if let Some(user) = &who.user {
+        ex.set_user(user.clone());
     }
-    Ok(forward_http(req, &ctx, &snap, who, guard).await)
+    let resp = if req.method() == Method::CONNECT {
+        tunnel::handle(req, ctx.clone(), snap.clone(), who, guard, &mut ex).await
+    } else {
+        forward_http(req, &ctx, &snap, who, guard, &mut ex).await
+    };
+    Ok(ex.respond(&snap, resp))
 }
 
 /// Who asked and what the policy said.
@@ -101,6 +120,7 @@ impl Stop {
 
 /// Decides `target` for the identified client `who` (cache first). A block is a [`Stop`].
 pub fn decide(
+    metrics: &Metrics,
     snap: &Snapshot,
     who: Identified,
     target: &Target,
@@ -110,8 +130,10 @@ pub fn decide(
         None => snap.policy.unknown_verdict(),
         Some(m) => {
             let now = Utc::now();
-            let (v, _hit) =
+            let started = Instant::now();
+            let (v, hit) =
                 (snap.cache).decide(&snap.policy, m, &target.host, target.port, path, now);
+            metrics.decision(hit, started.elapsed());
             v
         }
     };
@@ -159,6 +181,7 @@ async fn forward_http(
     snap: &Snapshot,
     who: Identified,
     guard: RequestGuard,
+    ex: &mut Exchange,
 ) -> Response<ProxyBody> {
     let target = match target::parse_absolute(req.uri()) {
         Ok(t) => t,
@@ -170,22 +193,26 @@ async fn forward_http(
         }
     };
     let path = req.uri().path_and_query().map(|p| p.as_str());
-    let mut decided = match decide(snap, who, &target, path) {
+    ex.target(&target, Some(req.uri()));
+    let mut decided = match decide(&ctx.shared.metrics, snap, who, &target, path) {
         Ok(d) => d,
         Err(stop) => {
+            ex.stopped(snap, &stop);
             return with_guard(
                 stop.into_response(snap, &target, Some(req.headers())),
                 guard,
-            )
+            );
         }
     };
+    ex.decided(snap, &decided);
     let addrs = match clear(ctx, snap, &target, &mut decided).await {
         Ok(a) => a,
         Err(stop) => {
+            ex.stopped(snap, &stop);
             return with_guard(
                 stop.into_response(snap, &target, Some(req.headers())),
                 guard,
-            )
+            );
         }
     };
     let addr = SocketAddr::new(addrs[0], target.port);
@@ -194,9 +221,11 @@ async fn forward_http(
         .forwarding
         .x_forwarded_for
         .then(|| ctx.peer.ip());
+    ex.decided(snap, &decided);
     if let Err(e) = forward::prepare_request(&mut req, &target, addr, xff) {
         return local(respond::error(e, "request cannot be forwarded"), guard);
     }
+    let req = req.map(|body| ex.meter_request(body));
     let timeout = snap.settings.timeouts.response_header;
     match tokio::time::timeout(timeout, ctx.shared.client.request(req)).await {
         Err(_) => local(

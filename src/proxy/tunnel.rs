@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use super::activity::{RequestGuard, TrackedIo};
 use super::body::ProxyBody;
 use super::dial;
+use super::observe::Exchange;
 use super::respond::{self, ErrorType};
 use super::service::{self, ConnCtx, Decided};
 use super::sni::{self, FirstBytes};
@@ -77,6 +78,7 @@ pub async fn handle(
     snap: Arc<Snapshot>,
     who: Identified,
     guard: RequestGuard,
+    ex: &mut Exchange,
 ) -> Response<ProxyBody> {
     let target = match target::parse_connect(req.uri()) {
         Ok(t) => t,
@@ -85,42 +87,46 @@ pub async fn handle(
             return r.map(|b| ProxyBody::local(b, Some(guard)));
         }
     };
+    ex.target(&target, None);
     if !snap.settings.egress.connect_ports.contains(&target.port) {
         let r = respond::error(ErrorType::HttpRequestDenied, "egress.connect_ports");
         return r.map(|b| ProxyBody::local(b, Some(guard)));
     }
-    let mut decided = match service::decide(&snap, who, &target, None) {
+    let mut decided = match service::decide(&ctx.shared.metrics, &snap, who, &target, None) {
         Ok(d) => d,
-        Err(stop) => return service::with_guard(stop.into_response(&snap, &target, None), guard),
+        Err(stop) => {
+            ex.stopped(&snap, &stop);
+            return service::with_guard(stop.into_response(&snap, &target, None), guard);
+        }
     };
+    ex.decided(&snap, &decided);
     let addrs = match service::clear(&ctx, &snap, &target, &mut decided).await {
         Ok(a) => a,
-        Err(stop) => return service::with_guard(stop.into_response(&snap, &target, None), guard),
+        Err(stop) => {
+            ex.stopped(&snap, &stop);
+            return service::with_guard(stop.into_response(&snap, &target, None), guard);
+        }
     };
+    ex.decided(&snap, &decided);
     let connect_timeout = snap.settings.timeouts.connect;
     let upstream = match dial::connect_any(&addrs, target.port, connect_timeout).await {
         Ok(s) => s,
         Err(e) => return service::with_guard(service::dial_error(&e), guard),
     };
+    // The relay task owns the exchange from here: it is counted once the tunnel's decision is
+    // final (after the SNI) and audited when the tunnel closes.
+    let mut ex = ex.tunnel(&snap, StatusCode::OK.as_u16());
     let tasks = ctx.shared.tasks.clone();
     tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
-                let record = run(
-                    TokioIo::new(upgraded),
-                    upstream,
-                    &ctx,
-                    snap,
-                    &decided,
-                    target,
-                )
-                .await;
-                // The tunnel's audit record and metrics are written here, from `decided` (the
-                // CONNECT's identity and verdict) and `record` (SNI, its verdict, the end).
+                let io = TokioIo::new(upgraded);
+                let record = run(io, upstream, &ctx, snap, &decided, target, &mut ex).await;
                 tracing::debug!(peer = %ctx.peer, ?record, "tunnel closed");
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
+        ex.finish().await;
     });
     let mut resp = Response::new(ProxyBody::empty(Some(guard)));
     *resp.status_mut() = StatusCode::OK;
@@ -136,23 +142,42 @@ async fn run(
     snap: Arc<Snapshot>,
     decided: &Decided,
     target: Target,
+    ex: &mut Exchange,
 ) -> TunnelRecord {
     let idle = snap.settings.timeouts.idle;
     let (first, mut record) = inspect(&mut client, &snap, decided, &target).await;
+    if let Some(sni) = &record.sni {
+        ex.set_sni(Arc::from(sni.to_string()));
+    }
+    if let (TunnelEnd::SniBlocked, Some(v)) = (&record.end, record.sni_verdict) {
+        // Audited and counted as a block by the SNI's rule; the client was sent 200.
+        let blocked = Decided {
+            who: decided.who.clone(),
+            verdict: v,
+        };
+        ex.decided(&snap, &blocked);
+    } else if record.end.is_block() {
+        ex.refused_first_bytes();
+    }
     if record.end != TunnelEnd::Relayed {
         log_closed(ctx, &snap, decided, &target, &record);
+        ex.count();
         return record;
     }
+    ex.count();
     drop(snap);
     let activity = ctx.activity.clone();
-    let mut upstream = TrackedIo::new(upstream, activity.clone());
+    let mut upstream = TrackedIo::new(upstream, activity.clone()).metered(ex.tunnel_meter());
     if upstream.write_all(&first).await.is_err() {
         record.end = TunnelEnd::UpstreamFailed;
         return record;
     }
-    record.bytes = relay(&mut client, &mut upstream, &activity, idle)
-        .await
-        .map(|(up, down)| (up + first.len() as u64, down));
+    record.bytes = relay(&mut client, &mut upstream, &activity, idle).await;
+    // The meter saw every byte, the inspected first bytes included, even when the relay ended
+    // on the idle timeout.
+    if let Some(m) = upstream.meter() {
+        ex.tunnel_bytes(m.written, m.read);
+    }
     record
 }
 

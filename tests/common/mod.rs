@@ -2,6 +2,7 @@
 //! real egressd server started in-process on an ephemeral port, and raw-TCP / hyper clients.
 #![allow(dead_code)]
 
+pub mod obs;
 pub mod origin;
 pub mod pki;
 pub mod tls;
@@ -87,12 +88,20 @@ description: Social media
 domains: [facebook.com, fbcdn.net, twitter.com, t.co, xn--bcher-kva.example]
 "#;
 
-/// egressd.yaml for tests: ephemeral port, loopback origin reachable, short timeouts.
+/// egressd.yaml for tests: ephemeral proxy and admin ports, loopback origin reachable, the
+/// audit log in `audit.log` next to the config (unless `extra` has its own `audit:`).
 pub fn egressd_yaml(extra: &str) -> String {
+    let audit = if extra.contains("audit:") {
+        ""
+    } else {
+        "audit: {file: audit.log}"
+    };
     format!(
         r#"
 listen:
   proxy: 127.0.0.1:0
+  admin: 127.0.0.1:0
+{audit}
 identity:
   sources:
     127.0.0.0/8: agriculture
@@ -128,15 +137,34 @@ pub fn standard_tree(extra: &str) -> ConfigTree {
 pub struct Proxy {
     pub server: egressd::app::Server,
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`, `/proxy.pac`).
+    pub admin: SocketAddr,
     pub tree: ConfigTree,
 }
 
+impl Proxy {
+    /// The audit file of trees built with [`egressd_yaml`].
+    pub fn audit_path(&self) -> PathBuf {
+        self.tree.dir.path().join("audit.log")
+    }
+}
+
 pub async fn start(tree: ConfigTree) -> Proxy {
-    let server = egressd::app::Server::start(&tree.config_path())
+    start_with(tree, egressd::app::Options::default()).await
+}
+
+pub async fn start_with(tree: ConfigTree, opts: egressd::app::Options) -> Proxy {
+    let server = egressd::app::Server::start_with(&tree.config_path(), opts)
         .await
         .unwrap_or_else(|e| panic!("egressd did not start: {e}"));
     let addr = server.proxy_addrs()[0];
-    Proxy { server, addr, tree }
+    let admin = server.admin_addr().expect("an admin listener");
+    Proxy {
+        server,
+        addr,
+        admin,
+        tree,
+    }
 }
 
 /// A parsed HTTP/1.1 response read from a raw socket.
