@@ -194,6 +194,51 @@ async fn blocked_sni_is_cut_before_the_origin_sees_a_byte() {
 }
 
 #[tokio::test]
+async fn a_tunnel_cut_for_its_sni_is_audited_and_counted_as_a_block() {
+    let s = setup("audit: {file: audit.log}").await;
+    assert!(s.fetch("allowed.test", "www.facebook.com").await.is_err());
+    let path = s.proxy.tree.dir.path().join("audit.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let record = loop {
+        s.proxy.server.flush_audit(Duration::from_secs(1)).await;
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("\"sni\":\"www.facebook.com\""))
+        {
+            break serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tunnel record: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(record["kind"], "connect");
+    assert_eq!(record["host"], "allowed.test");
+    assert_eq!(record["action"], "block");
+    assert_eq!(record["rule"], "_organization/social-media");
+    assert_eq!(record["status"], 200, "what the client was sent");
+    assert_eq!(
+        record["bytes_up"], 0,
+        "nothing reached the origin: {record}"
+    );
+    let metrics = common::obs::admin_get(s.proxy.admin, "/metrics")
+        .await
+        .text();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("egressd_requests_total{")
+                && l.contains("kind=\"connect\"")
+                && l.contains("action=\"block\"")
+                && l.contains("rule=\"_organization/social-media\"")
+        })
+        .unwrap_or_else(|| panic!("no block series: {metrics}"));
+    assert!(line.ends_with(" 1"), "{line}");
+}
+
+#[tokio::test]
 async fn ip_literal_connect_is_decided_on_its_sni() {
     let s = setup("").await;
     let r = s.fetch("127.0.0.1", "www.facebook.com").await;
