@@ -22,9 +22,8 @@ use crate::metrics::Metrics;
 use crate::proxy::dial::Resolver;
 use crate::proxy::forward;
 use crate::proxy::limits::ConnLimiter;
-use crate::proxy::listener;
+use crate::proxy::listener::{self, Transport};
 use crate::proxy::service::Shared;
-use crate::proxy::tls;
 use crate::reload::{self, Reloader, Trigger};
 use crate::snapshot::Snapshot;
 
@@ -131,7 +130,11 @@ impl Server {
             let local = l.local_addr().map_err(|e| AppError::Bind(*addr, e))?;
             tracing::info!(address = %local, "proxy listening");
             proxy_addrs.push(local);
-            listeners.push(tokio::spawn(listener::serve(l, shared.clone())));
+            listeners.push(tokio::spawn(listener::serve(
+                l,
+                shared.clone(),
+                Transport::Plain,
+            )));
         }
         let reloader = Reloader::new(shared.clone(), config_path.to_owned(), 1);
         let reload_task = reload::start(reloader.clone());
@@ -143,7 +146,11 @@ impl Server {
             let local = l.local_addr().map_err(|e| AppError::Bind(t.address, e))?;
             tracing::info!(address = %local, "TLS proxy listening");
             proxy_tls_addr = Some(local);
-            listeners.push(tokio::spawn(tls::serve(l, shared.clone())));
+            listeners.push(tokio::spawn(listener::serve(
+                l,
+                shared.clone(),
+                Transport::Tls,
+            )));
         }
         let mut admin_addr = None;
         if let Some(addr) = s.listen.admin {

@@ -16,12 +16,20 @@ use tokio::net::{TcpListener, TcpStream};
 use super::activity::{Activity, TrackedIo};
 use super::limits::{ConnPermit, Refusal};
 use super::service::{self, ConnCtx, Shared};
-use super::tls::TlsPeer;
+use super::tls::{self, TlsPeer};
 use crate::metrics::Listener;
+
+/// What a proxy listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+    /// `listen.proxy_tls`: a TLS handshake, then the same HTTP service.
+    Tls,
+}
 
 /// Serves one listener until the drain starts (or the task is dropped); then the listening
 /// socket is closed at once, so new connections are refused while open ones finish.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, transport: Transport) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -31,7 +39,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning; the listener stays up.
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(error = %e, ?transport, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -39,11 +47,22 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         match shared.limiter.try_acquire(peer.ip()) {
             Ok(permit) => {
                 let _ = tcp.set_nodelay(true);
-                (shared.tasks).spawn(serve_connection(tcp, peer, shared.clone(), permit, None));
+                let shared2 = shared.clone();
+                match transport {
+                    Transport::Plain => {
+                        (shared.tasks).spawn(serve_connection(tcp, peer, shared2, permit, None));
+                    }
+                    Transport::Tls => {
+                        (shared.tasks).spawn(tls::handshake_and_serve(tcp, peer, shared2, permit));
+                    }
+                }
             }
-            Err(why) => {
+            // Over the caps: a plain client gets a 503/429 it can read; a TLS client could
+            // not read one before its handshake, so its connection is just closed.
+            Err(why) if transport == Transport::Plain => {
                 tokio::spawn(refuse(tcp, why));
             }
+            Err(why) => tracing::debug!(%peer, ?why, "TLS client over the connection caps closed"),
         }
     }
 }

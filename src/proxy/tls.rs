@@ -19,13 +19,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::limits::ConnPermit;
@@ -152,32 +151,9 @@ pub fn cert_names(der: &[u8]) -> Vec<Box<str>> {
     names
 }
 
-/// Serves the TLS listener until the task is dropped: accept, caps, then one task per
-/// connection that runs the handshake and the same HTTP service as the plain listener.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shared.draining.cancelled() => return,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed on the TLS listener");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        match shared.limiter.try_acquire(peer.ip()) {
-            Ok(permit) => {
-                (shared.tasks).spawn(handshake_and_serve(tcp, peer, shared.clone(), permit));
-            }
-            Err(why) => tracing::debug!(%peer, ?why, "TLS client over the connection caps closed"),
-        }
-    }
-}
-
-async fn handshake_and_serve(
+/// One TLS listener connection: the handshake (bounded by `timeouts.request_header`), then the
+/// same HTTP service as the plain listener. Accepting is `listener::serve`'s.
+pub(crate) async fn handshake_and_serve(
     tcp: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
