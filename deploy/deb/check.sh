@@ -9,7 +9,7 @@
 # and the steps that need it are marked NOT CHECKED; a check that runs and fails exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-CARGO_DEB_VERSION=3.6.0
+CARGO_DEB_VERSION=3.8.0
 
 if ! command -v cargo-deb >/dev/null 2>&1; then
   echo "--- cargo install --locked cargo-deb@$CARGO_DEB_VERSION (once per machine, a few minutes)"
