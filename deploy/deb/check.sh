@@ -19,8 +19,10 @@ if ! command -v cargo-deb >/dev/null 2>&1; then
   fi
 fi
 
-echo "--- cargo deb"
-cargo deb --locked
+echo "--- cargo deb --strip"
+# --strip: the release profile keeps line tables for profiling; the package does not need them
+# (65 MB binary unstripped, 11 MB stripped).
+cargo deb --locked --strip
 deb=$(ls -t target/debian/egressd_*.deb | head -1)
 echo "built $deb ($(du -h "$deb" | cut -f1))"
 
@@ -36,7 +38,7 @@ for path in ./usr/bin/egressd ./etc/egressd/egressd.yaml ./etc/egressd/policies/
 done
 grep -Eq " \./(usr/)?lib/systemd/system/egressd\.service\$" <<<"$contents" \
   || fail "egressd.service missing from the package"
-grep -Eq '^-rwxr-xr-x root/root .* \./usr/bin/egressd$' <<<"$contents" \
+grep -Eq '^-rwxr-xr-x (root/root|0/0) .* \./usr/bin/egressd$' <<<"$contents" \
   || fail "/usr/bin/egressd must be root-owned 0755"
 
 echo "--- dpkg-deb -e: conffiles and maintainer scripts"
@@ -59,8 +61,11 @@ EGRESSD="$root/usr/bin/egressd" deploy/policy-repo/check-policies.sh "$root/etc/
 unit=$(find "$root" -name egressd.service | head -1)
 if command -v systemd-analyze >/dev/null 2>&1; then
   echo "--- systemd-analyze verify / security (packaged unit)"
-  systemd-analyze verify --root="$root" "$unit"
-  systemd-analyze security --offline=yes --root="$root" --threshold=2.5 "$unit" | tail -1
+  # Exposure must stay below 2.5 (threshold is in tenths). Against the host's units (the scratch root has no sysinit.target), with the binary path
+  # pointed into the scratch root so that verify finds it executable.
+  sed "s|/usr/bin/egressd|$root/usr/bin/egressd|g" "$unit" >"$ctl/egressd.service"
+  systemd-analyze verify --man=no "$ctl/egressd.service"
+  systemd-analyze security --offline=yes --threshold=25 "$ctl/egressd.service" | tail -1
 else
   echo "!!! NOT CHECKED: systemd-analyze not found (apt-get install systemd); the unit was not verified" >&2
 fi
