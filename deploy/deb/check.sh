@@ -19,10 +19,15 @@ if ! command -v cargo-deb >/dev/null 2>&1; then
   fi
 fi
 
-echo "--- cargo deb --strip"
+# EGRESSD_DEB_PROFILE=dev (what .ci/run sets) packages the binary `cargo test` already built
+# instead of compiling a second, optimised one: the package's layout, metadata and unit are what
+# this script checks, and they do not depend on the profile. Users build with the default
+# (release), as the README says.
+profile=${EGRESSD_DEB_PROFILE:-release}
+echo "--- cargo deb --strip --profile $profile"
 # --strip: the release profile keeps line tables for profiling; the package does not need them
 # (65 MB binary unstripped, 11 MB stripped).
-cargo deb --locked --strip
+cargo deb --locked --strip --profile "$profile"
 deb=$(ls -t target/debian/egressd_*.deb | head -1)
 echo "built $deb ($(du -h "$deb" | cut -f1))"
 
