@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -24,6 +23,7 @@ use super::service::{self, ConnCtx, Decided};
 use super::sni::{self, FirstBytes};
 use super::target::{self, Target};
 use crate::identity::Identified;
+use crate::metrics::Metrics;
 use crate::policy::host::Host;
 use crate::policy::{Outcome, Verdict};
 use crate::snapshot::Snapshot;
@@ -145,7 +145,8 @@ async fn run(
     ex: &mut Exchange,
 ) -> TunnelRecord {
     let idle = snap.settings.timeouts.idle;
-    let (first, mut record) = inspect(&mut client, &snap, decided, &target).await;
+    let metrics = &ctx.shared.metrics;
+    let (first, mut record) = inspect(&mut client, metrics, &snap, decided, &target).await;
     if let Some(sni) = &record.sni {
         ex.set_sni(Arc::from(sni.to_string()));
     }
@@ -185,6 +186,7 @@ async fn run(
 /// `end` is `Relayed` when the tunnel may proceed.
 async fn inspect<R: AsyncRead + Unpin>(
     client: &mut R,
+    metrics: &Metrics,
     snap: &Snapshot,
     decided: &Decided,
     target: &Target,
@@ -203,8 +205,8 @@ async fn inspect<R: AsyncRead + Unpin>(
     record.end = match kind {
         FirstBytes::Tls(None) => TunnelEnd::Relayed,
         FirstBytes::Tls(Some(host)) => {
-            let verdict =
-                (host != target.host).then(|| decide_sni(snap, &decided.who, &host, target.port));
+            let verdict = (host != target.host)
+                .then(|| decide_sni(metrics, snap, &decided.who, &host, target.port));
             record.sni = Some(host);
             record.sni_verdict = verdict;
             match verdict {
@@ -221,14 +223,23 @@ async fn inspect<R: AsyncRead + Unpin>(
     (first, record)
 }
 
-/// The SNI decided like a CONNECT to it, for the same client (the decision cache is shared).
-fn decide_sni(snap: &Snapshot, who: &Identified, sni: &Host, port: u16) -> Verdict {
-    match who.ministry {
-        None => snap.policy.unknown_verdict(),
-        Some(m) => {
-            let (v, _hit) = (snap.cache).decide(&snap.policy, m, sni, port, None, Utc::now());
-            v
-        }
+/// The SNI decided like a CONNECT to it, for the same client (same decision path, cache and
+/// metrics as every other decision).
+fn decide_sni(
+    metrics: &Metrics,
+    snap: &Snapshot,
+    who: &Identified,
+    sni: &Host,
+    port: u16,
+) -> Verdict {
+    let target = Target {
+        host: sni.clone(),
+        port,
+    };
+    match service::decide(metrics, snap, who.clone(), &target, None) {
+        Ok(d) | Err(service::Stop::Blocked(d)) => d.verdict,
+        // `decide` stops only for blocks; anything else would be a new kind of stop: fail closed.
+        Err(service::Stop::Failed(_)) => snap.policy.unknown_verdict(),
     }
 }
 
