@@ -20,10 +20,10 @@ use crate::audit::{self, AuditLog, Sink};
 use crate::config::{self, Diagnostic};
 use crate::metrics::Metrics;
 use crate::proxy::dial::Resolver;
-use crate::proxy::forward;
 use crate::proxy::limits::ConnLimiter;
 use crate::proxy::listener::{self, Transport};
 use crate::proxy::service::Shared;
+use crate::proxy::upstream::Pool;
 use crate::reload::{self, Reloader, Trigger};
 use crate::snapshot::Snapshot;
 
@@ -108,7 +108,7 @@ impl Server {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snap),
             resolver: Resolver::from_system(),
-            client: forward::client(connect_timeout_ms.clone()),
+            upstreams: Pool::new(connect_timeout_ms.clone()),
             connect_timeout_ms,
             limiter: ConnLimiter::new(
                 s.limits.max_connections,
@@ -136,6 +136,7 @@ impl Server {
                 Transport::Plain,
             )));
         }
+        admin_tasks.push(tokio::spawn(sweep_upstreams(shared.upstreams.clone())));
         let reloader = Reloader::new(shared.clone(), config_path.to_owned(), 1);
         let reload_task = reload::start(reloader.clone());
         let mut proxy_tls_addr = None;
@@ -249,5 +250,16 @@ impl Drop for Server {
         for t in self.listeners.iter().chain(&self.admin_tasks) {
             t.abort();
         }
+    }
+}
+
+/// Closes idle origin connections that expired or were closed by their origin, every few
+/// seconds, so their sockets do not linger between requests.
+async fn sweep_upstreams(pool: Arc<Pool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        pool.sweep();
     }
 }

@@ -13,6 +13,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::activity::RequestGuard;
 use super::observe::Exchange;
+use super::upstream::Lease;
 
 pub struct ProxyBody {
     inner: Inner,
@@ -21,15 +22,20 @@ pub struct ProxyBody {
 }
 
 enum Inner {
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     Local(Full<Bytes>),
     Empty,
 }
 
 impl ProxyBody {
-    pub fn upstream(body: Incoming, guard: Option<RequestGuard>) -> Self {
+    /// An origin's response body, read from the connection `lease` holds.
+    pub fn upstream(body: Incoming, lease: Lease, guard: Option<RequestGuard>) -> Self {
         ProxyBody {
-            inner: Inner::Upstream(body),
+            inner: Inner::Upstream(UpstreamBody {
+                body,
+                lease,
+                ended: false,
+            }),
             _guard: guard,
             exchange: None,
         }
@@ -73,7 +79,7 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let r = match &mut self.inner {
-            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Inner::Upstream(b) => b.poll_frame(cx),
             Inner::Local(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
             Inner::Empty => Poll::Ready(None),
         };
@@ -88,7 +94,7 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::Upstream(b) => b.body.is_end_stream(),
             Inner::Local(b) => b.is_end_stream(),
             Inner::Empty => true,
         }
@@ -96,9 +102,42 @@ impl Body for ProxyBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Upstream(b) => b.size_hint(),
+            Inner::Upstream(b) => b.body.size_hint(),
             Inner::Local(b) => b.size_hint(),
             Inner::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// A streamed origin body and the connection it arrives on. Polling the body polls the
+/// connection first, in the client connection's task: that is what reads the origin socket.
+struct UpstreamBody {
+    body: Incoming,
+    lease: Lease,
+    ended: bool,
+}
+
+impl UpstreamBody {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.lease.drive(cx);
+        let r = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            self.ended = true;
+            self.lease.release();
+        }
+        r
+    }
+}
+
+impl Drop for UpstreamBody {
+    /// A body hyper never had to poll (204, HEAD, `Content-Length: 0`) still frees its
+    /// connection; one abandoned midway closes it (unread bytes would corrupt the next reply).
+    fn drop(&mut self) {
+        if !self.ended && self.body.is_end_stream() {
+            self.lease.release();
         }
     }
 }

@@ -1,77 +1,19 @@
-//! Plain-HTTP forwarding: the request is rewritten for the origin (origin-form target sent to
-//! the checked address, hop-by-hop headers removed, `Host` from the absolute URI, `Via` added)
-//! and sent over hyper-util's pooled client, so keep-alive to origins is reused across clients.
-//!
-//! The pool is keyed by the *checked IP address* (the URI handed to the client carries it), so
-//! a pooled connection is only ever reused for an address that passed the egress guard.
+//! Plain-HTTP forwarding rewrites: the request for the origin (origin-form target, hop-by-hop
+//! headers removed, `Host` from the absolute URI, `Via` added) and the response for the client.
+//! The connections themselves are [`super::upstream`]'s.
 
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use hyper::body::Incoming;
-use hyper::Request;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
+use hyper::{Request, Version};
 
-use super::dial::{self, DialError};
-use super::observe::MeteredBody;
 use super::respond::ErrorType;
 use super::target::Target;
 
 /// The `Via` value egressd adds (RFC 9110 §7.6.3).
 pub const VIA: HeaderValue = HeaderValue::from_static("1.1 egressd");
-
-/// Request bodies are metered on their way upstream (`egressd_bytes_total`).
-pub type UpstreamClient = Client<Connector, MeteredBody>;
-
-/// Connects to the IP:port in the URI it is given; the URI only ever carries a checked address.
-#[derive(Clone)]
-pub struct Connector {
-    /// `timeouts.connect` in milliseconds, shared so a reload changes it for the pool too.
-    pub connect_timeout_ms: Arc<AtomicU64>,
-}
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<TcpStream>;
-    type Error = DialError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, DialError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), DialError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let timeout = Duration::from_millis(self.connect_timeout_ms.load(Relaxed));
-        Box::pin(async move {
-            let addr = uri_addr(&uri)?;
-            dial::connect(addr, timeout).await.map(TokioIo::new)
-        })
-    }
-}
-
-fn uri_addr(uri: &Uri) -> Result<SocketAddr, DialError> {
-    let bad = || DialError::Dns(uri.to_string(), "not an address".into());
-    let host = uri.host().ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip: IpAddr = host.parse().map_err(|_| bad())?;
-    Ok(SocketAddr::new(ip, uri.port_u16().unwrap_or(80)))
-}
-
-pub fn client(connect_timeout_ms: Arc<AtomicU64>) -> UpstreamClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .set_host(false)
-        .build(Connector { connect_timeout_ms })
-}
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus the proxy-only ones.
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -88,6 +30,11 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names (standard names compare as
+    // small integers) instead of a hash lookup per hop-by-hop name.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -100,28 +47,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Rewrites a client request for the origin at `addr` (a checked address of `target`).
+/// Rewrites a client request for `target`'s origin.
 pub fn prepare_request(
     req: &mut Request<Incoming>,
     target: &Target,
-    addr: SocketAddr,
     client: Option<IpAddr>,
 ) -> Result<(), ErrorType> {
+    // Origin-form on the wire (RFC 9112 §3.2.1): the connection already goes to the checked
+    // address, and `Host` below names the origin.
     let pq = req
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::builder()
-        .scheme("http")
-        .authority(addr.to_string())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| ErrorType::HttpRequestError)?;
+    *req.uri_mut() = Uri::from(pq);
+    // A proxy sends its own HTTP version (RFC 9110 §6.2): an HTTP/1.0 client's request still
+    // goes out as HTTP/1.1, so the origin connection can be kept alive and pooled.
+    *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
-    let host =
-        HeaderValue::from_str(&target.host_header(80)).map_err(|_| ErrorType::HttpRequestError)?;
+    let host = target
+        .host_header_value(80)
+        .ok_or(ErrorType::HttpRequestError)?;
     headers.insert(header::HOST, host);
     headers.append(header::VIA, VIA);
     if let Some(ip) = client {
@@ -136,29 +83,6 @@ pub fn prepare_request(
 pub fn prepare_response(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
     headers.append(header::VIA, VIA);
-}
-
-/// The RFC 9209 error type for a failed upstream exchange.
-pub fn classify(err: &hyper_util::client::legacy::Error) -> ErrorType {
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(d) = e.downcast_ref::<DialError>() {
-            return d.error_type();
-        }
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() {
-                return ErrorType::HttpProtocolError;
-            }
-            if h.is_incomplete_message() {
-                return ErrorType::HttpResponseIncomplete;
-            }
-            if h.is_timeout() {
-                return ErrorType::HttpResponseTimeout;
-            }
-        }
-        source = e.source();
-    }
-    ErrorType::ConnectionTerminated
 }
 
 #[cfg(test)]
@@ -183,13 +107,5 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
-    }
-
-    #[test]
-    fn uri_addr_parses_checked_addresses() {
-        let u: Uri = "http://[::1]:8080/".parse().unwrap();
-        assert_eq!(uri_addr(&u).unwrap(), "[::1]:8080".parse().unwrap());
-        let u: Uri = "http://example.com/".parse().unwrap();
-        assert!(uri_addr(&u).is_err());
     }
 }

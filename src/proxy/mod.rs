@@ -14,3 +14,4 @@ pub mod sni;
 pub mod target;
 pub mod tls;
 pub mod tunnel;
+pub mod upstream;

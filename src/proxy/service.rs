@@ -19,13 +19,14 @@ use super::activity::{Activity, RequestGuard};
 use super::auth;
 use super::body::ProxyBody;
 use super::dial::{self, DialError, Resolver};
-use super::forward::{self, UpstreamClient};
+use super::forward;
 use super::limits::ConnLimiter;
 use super::observe::Exchange;
 use super::respond::{self, BlockPage, ErrorType};
 use super::target::{self, Target};
 use super::tls::TlsPeer;
 use super::tunnel;
+use super::upstream::Pool;
 use crate::admin::Health;
 use crate::audit::AuditLog;
 use crate::identity::Identified;
@@ -38,7 +39,8 @@ use crate::snapshot::Snapshot;
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub resolver: Resolver,
-    pub client: UpstreamClient,
+    /// Idle origin connections for plain-HTTP forwarding.
+    pub upstreams: Arc<Pool>,
     pub connect_timeout_ms: Arc<AtomicU64>,
     pub limiter: Arc<ConnLimiter>,
     /// Every connection and tunnel task, so a drain can wait for them.
@@ -222,25 +224,27 @@ async fn forward_http(
         .x_forwarded_for
         .then(|| ctx.peer.ip());
     ex.decided(snap, &decided);
-    if let Err(e) = forward::prepare_request(&mut req, &target, addr, xff) {
+    if let Err(e) = forward::prepare_request(&mut req, &target, xff) {
         return local(respond::error(e, "request cannot be forwarded"), guard);
     }
     let req = req.map(|body| ex.meter_request(body));
     let timeout = snap.settings.timeouts.response_header;
-    match tokio::time::timeout(timeout, ctx.shared.client.request(req)).await {
+    match tokio::time::timeout(timeout, ctx.shared.upstreams.send(addr, req)).await {
         Err(_) => local(
             respond::error(ErrorType::HttpResponseTimeout, &target.host.to_string()),
             guard,
         ),
         Ok(Err(e)) => {
-            let kind = forward::classify(&e);
             tracing::debug!(error = %e, host = %target.host, "upstream request failed");
-            local(respond::error(kind, &target.host.to_string()), guard)
+            local(
+                respond::error(e.error_type(), &target.host.to_string()),
+                guard,
+            )
         }
-        Ok(Ok(resp)) => {
+        Ok(Ok((resp, lease))) => {
             let (mut parts, body) = resp.into_parts();
             forward::prepare_response(&mut parts.headers);
-            Response::from_parts(parts, ProxyBody::upstream(body, Some(guard)))
+            Response::from_parts(parts, ProxyBody::upstream(body, lease, Some(guard)))
         }
     }
 }

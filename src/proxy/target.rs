@@ -4,6 +4,7 @@
 //! percent-encoded hosts, schemes other than `http`, missing CONNECT ports).
 
 use http::uri::{Authority, Uri};
+use http::HeaderValue;
 
 use crate::policy::host::{normalize_host, Host, HostError};
 
@@ -15,6 +16,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// [`Target::host_header`] as a header value, built without formatting for a name on the
+    /// default port (the common case).
+    pub fn host_header_value(&self, default_port: u16) -> Option<HeaderValue> {
+        match (&self.host, self.port == default_port) {
+            (Host::Name(n), true) => HeaderValue::from_str(n).ok(),
+            _ => HeaderValue::from_str(&self.host_header(default_port)).ok(),
+        }
+    }
+
     /// `host[:port]` for the upstream `Host` header, port omitted when it is the default.
     pub fn host_header(&self, default_port: u16) -> String {
         if self.port == default_port {
