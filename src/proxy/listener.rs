@@ -192,3 +192,121 @@ async fn refuse(mut tcp: TcpStream, why: Refusal, _lingering: Lingering) {
 /// How long, and how many bytes, a refused connection's input is discarded before it closes.
 const LINGER_TIME: Duration = Duration::from_millis(500);
 const LINGER_BYTES: usize = 8 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{DuplexStream, ReadBuf};
+
+    use super::*;
+    use crate::app::Server;
+
+    /// A client connection whose read panics: a stand-in for any bug hit while serving one
+    /// connection, driven through the same `spawn_plain` → `serve_connection` path as the
+    /// accept loop.
+    struct PanicOnRead(DuplexStream);
+
+    impl AsyncRead for PanicOnRead {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            panic!("deliberate panic while reading a request (test)");
+        }
+    }
+
+    impl AsyncWrite for PanicOnRead {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    fn active_gauge(shared: &Shared) -> i64 {
+        let families = shared.metrics.registry().gather();
+        let family = families
+            .iter()
+            .find(|f| f.name() == "egressd_connections_active")
+            .expect("egressd_connections_active exported");
+        family
+            .get_metric()
+            .iter()
+            .find(|m| m.get_label().iter().any(|l| l.value() == "proxy"))
+            .map(|m| m.get_gauge().get_value() as i64)
+            .expect("the proxy listener's series")
+    }
+
+    /// One request on a kept-alive connection; returns the status line.
+    async fn status_line(tcp: &mut TcpStream) -> String {
+        tcp.write_all(b"GET http://example.test/ HTTP/1.1\r\nHost: example.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        text.lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_connection_leaves_the_listener_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("egressd.yaml");
+        // No ministry: every client is `_unknown`, blocked with a 403: enough to show the
+        // service ran.
+        std::fs::write(
+            &config,
+            "listen: {proxy: 127.0.0.1:0, admin: 127.0.0.1:0}\naudit: {file: audit.log}\n",
+        )
+        .unwrap();
+        let server = Server::start(&config).await.unwrap();
+        let shared = server.shared.clone();
+        let addr = server.proxy_addrs()[0];
+
+        // A real connection, open across the panic.
+        let mut before = TcpStream::connect(addr).await.unwrap();
+        assert!(status_line(&mut before).await.starts_with("HTTP/1.1 403"));
+        assert_eq!(shared.limiter.active(), 1);
+
+        let peer: SocketAddr = "127.0.0.9:40000".parse().unwrap();
+        let permit = shared.limiter.try_acquire(peer.ip()).unwrap();
+        let (mut client, io) = tokio::io::duplex(4096);
+        client
+            .write_all(b"GET http://example.test/ HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let task = spawn_plain(&shared, PanicOnRead(io), peer, permit);
+        let err = task.await.expect_err("the connection task panicked");
+        assert!(err.is_panic());
+
+        // Its slot and its count were released with the task's state...
+        assert_eq!(
+            shared.limiter.active(),
+            1,
+            "only the real connection is left"
+        );
+        assert_eq!(active_gauge(&shared), 1);
+        // ...and everyone else is served: the open connection, and a new one.
+        assert!(status_line(&mut before).await.starts_with("HTTP/1.1 403"));
+        let mut after = TcpStream::connect(addr).await.unwrap();
+        assert!(status_line(&mut after).await.starts_with("HTTP/1.1 403"));
+        drop((before, after));
+    }
+}
