@@ -107,7 +107,7 @@ async fn header_count() {
     let (r, closed) = send(&p, &head(21)).await;
     refused_by(&r, 431, "limits.max_headers");
     assert!(closed);
-    // Beyond hyper's bound (a quarter over): its own 431.
+    // Beyond hyper's bound (an eighth over): its own 431.
     let (r, _) = send(&p, &head(200)).await;
     assert_eq!(r.status, 431);
     assert_eq!(r.header("proxy-status"), None);

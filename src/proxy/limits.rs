@@ -8,7 +8,7 @@
 //! - Request heads: `limits.max_request_line` (414), `limits.max_headers` and
 //!   `limits.max_header_bytes` (431), checked by [`check_head`] on the head hyper parsed, so
 //!   the answer comes from `respond` with its `Proxy-Status` naming the limit. hyper's parser
-//!   is configured a quarter above each limit ([`parser_bound`]): that bounds what one
+//!   is configured an eighth above each limit ([`parser_bound`]): that bounds what one
 //!   connection can make egressd buffer, and a head beyond it is refused by hyper itself
 //!   (a bare 431, no `Proxy-Status`) before it is read whole. hyper has no request-line
 //!   setting of its own; the head bound covers it.
@@ -179,11 +179,11 @@ impl HeadRefusal {
     }
 }
 
-/// What hyper's parser is allowed for a `limit`: a quarter more, so every head up to the limit
+/// What hyper's parser is allowed for a `limit`: an eighth more, so every head up to the limit
 /// reaches [`check_head`] (which counts a head as sent with single spaces, never more than its
 /// wire size), and a head well over it is cut while it is still arriving.
 pub fn parser_bound(limit: usize) -> usize {
-    limit.saturating_add(limit / 4)
+    limit.saturating_add(limit / 8)
 }
 
 /// Checks a parsed request head against the head limits, most specific first. Sizes are those
@@ -264,7 +264,7 @@ mod tests {
             Err(HeadRefusal::RequestLine)
         );
         assert_eq!(HeadRefusal::HeaderBytes.status().as_u16(), 431);
-        assert_eq!(parser_bound(65_536), 81_920);
+        assert_eq!(parser_bound(65_536), 73_728);
     }
 
     #[test]
