@@ -107,7 +107,7 @@ impl Server {
         let connect_timeout_ms = Arc::new(AtomicU64::new(s.timeouts.connect.as_millis() as u64));
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snap),
-            resolver: Resolver::from_system(),
+            resolver: Resolver::new(&s.dns.servers),
             upstreams: Pool::new(connect_timeout_ms.clone()),
             connect_timeout_ms,
             limiter: ConnLimiter::new(

@@ -176,6 +176,9 @@ fn report_restart_only(old: &Settings, new: &Settings) {
     if old.listen.admin != new.listen.admin {
         tracing::warn!(old = ?old.listen.admin, new = ?new.listen.admin, "listen.admin changed: takes effect after a restart");
     }
+    if old.dns.servers != new.dns.servers {
+        tracing::warn!(old = ?old.dns.servers, new = ?new.dns.servers, "dns.servers changed: takes effect after a restart");
+    }
     let tls_addr = |s: &Settings| s.listen.proxy_tls.as_ref().map(|t| t.address);
     if tls_addr(old) != tls_addr(new) {
         tracing::warn!("listen.proxy_tls.address changed: takes effect after a restart");

@@ -77,6 +77,7 @@ pub struct RawTunnel {
 pub struct RawDns {
     #[serde(rename = "static")]
     pub static_hosts: Pairs<OneOrMany>,
+    pub servers: Option<Vec<Text>>,
 }
 
 #[derive(serde::Deserialize, Debug, Default)]
@@ -92,6 +93,7 @@ pub struct RawTimeouts {
     pub connect: Option<Text>,
     pub response_header: Option<Text>,
     pub idle: Option<Text>,
+    pub tunnel_idle: Option<Text>,
     pub shutdown_grace: Option<Text>,
 }
 
@@ -101,6 +103,8 @@ pub struct RawLimits {
     pub max_connections: Option<u64>,
     pub max_connections_per_client: Option<u64>,
     pub max_header_bytes: Option<u64>,
+    pub max_headers: Option<u64>,
+    pub max_request_line: Option<u64>,
 }
 
 #[derive(serde::Deserialize, Debug, Default)]

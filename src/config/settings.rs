@@ -97,6 +97,9 @@ pub struct Tunnel {
 pub struct Dns {
     /// Normalised name -> addresses, answered without a lookup.
     pub static_hosts: HashMap<String, Vec<IpAddr>>,
+    /// Name servers to ask instead of the system's (`/etc/resolv.conf`); empty: the system's.
+    /// Read once at start (the resolver and its cache live for the process).
+    pub servers: Vec<SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -110,6 +113,8 @@ pub struct Timeouts {
     pub connect: Duration,
     pub response_header: Duration,
     pub idle: Duration,
+    /// An established CONNECT tunnel with no byte in either direction; `idle` when not set.
+    pub tunnel_idle: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -117,7 +122,12 @@ pub struct Timeouts {
 pub struct Limits {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// Request line + header fields, in bytes (431).
     pub max_header_bytes: usize,
+    /// Header fields in a request head, each repeated field counted (431).
+    pub max_headers: usize,
+    /// The request line (method, target, version), in bytes (414).
+    pub max_request_line: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -146,6 +156,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             response_header: Duration::from_secs(30),
             idle: Duration::from_secs(60),
+            tunnel_idle: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -157,6 +168,8 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_client: 512,
             max_header_bytes: 65_536,
+            max_headers: 100,
+            max_request_line: 8192,
         }
     }
 }

@@ -9,7 +9,8 @@
 //!   until the head is complete (slowloris);
 //! - while a request is in flight: `timeouts.idle` without a byte in either direction (upstream
 //!   waits are bounded by their own `connect`/`response_header` timeouts);
-//! - an open tunnel: `timeouts.idle` without a byte in either direction.
+//! - an open tunnel: `timeouts.tunnel_idle` (by default `timeouts.idle`) without a byte in
+//!   either direction ([`Activity::watch_idle`], run by the tunnel).
 //!
 //! hyper's own `header_read_timeout` is not used: it starts when hyper begins waiting for the
 //! next head, so it would cut idle keep-alive connections after `request_header`.
@@ -25,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::limits::ConnSlot;
 use super::observe::Meter;
 
 const NOT_STARTED: u64 = u64::MAX;
@@ -140,13 +142,15 @@ impl Drop for RequestGuard {
     }
 }
 
-/// An I/O object that stamps reads and writes into an [`Activity`], and counts its bytes when
-/// given a [`Meter`] (tunnels).
+/// An I/O object that stamps reads and writes into an [`Activity`], counts its bytes when
+/// given a [`Meter`] (tunnels), and holds the client connection's [`ConnSlot`] for as long as
+/// the socket lives (hyper hands this object to the tunnel on an upgrade).
 #[derive(Debug)]
 pub struct TrackedIo<T> {
     inner: T,
     activity: Arc<Activity>,
     meter: Option<Meter>,
+    slot: Option<ConnSlot>,
 }
 
 impl<T> TrackedIo<T> {
@@ -155,7 +159,14 @@ impl<T> TrackedIo<T> {
             inner,
             activity,
             meter: None,
+            slot: None,
         }
+    }
+
+    /// Keeps the connection's slot until this I/O object is dropped.
+    pub fn holding(mut self, slot: ConnSlot) -> Self {
+        self.slot = Some(slot);
+        self
     }
 
     /// Counts the bytes read and written from now on.

@@ -10,6 +10,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 use ipnet::IpNet;
 use tokio::net::TcpStream;
@@ -58,6 +60,33 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// `dns.servers` when given (asked over UDP, TCP for truncated answers), otherwise the
+    /// system configuration ([`Resolver::from_system`]).
+    pub fn new(servers: &[SocketAddr]) -> Resolver {
+        if servers.is_empty() {
+            return Self::from_system();
+        }
+        let name_servers = servers
+            .iter()
+            .map(|a| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = a.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = a.port();
+                NameServerConfig::new(a.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        let config = ResolverConfig::from_name_servers(name_servers);
+        let built = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        match built.build() {
+            Ok(r) => Resolver { system: Some(r) },
+            Err(e) => {
+                tracing::warn!(error = %e, "dns.servers unusable; only dns.static names resolve");
+                Resolver { system: None }
+            }
+        }
+    }
+
     /// Reads the system configuration (`/etc/resolv.conf`, `/etc/hosts`). When that fails the
     /// resolver answers from `dns.static` only, and every other name is a `dns_error`: failing
     /// closed beats falling back to some public resolver.

@@ -1,13 +1,27 @@
-//! Connection caps: a total (`limits.max_connections`) and one per client address
-//! (`limits.max_connections_per_client`). A connection holds a [`ConnPermit`] for its life; the
-//! per-client counters live in a dashmap whose guards never outlive the call that takes them.
-//! Both caps are atomics, so a reload changes them for new connections without a restart.
+//! The limits a client runs into before anything is decided for it.
+//!
+//! - Connection caps: a total (`limits.max_connections`) and one per client address
+//!   (`limits.max_connections_per_client`). A connection holds a [`ConnPermit`] for its life;
+//!   the per-client counters live in a dashmap whose guards never outlive the call that takes
+//!   them. Both caps are atomics, so a reload changes them for new connections without a
+//!   restart.
+//! - Request heads: `limits.max_request_line` (414), `limits.max_headers` and
+//!   `limits.max_header_bytes` (431), checked by [`check_head`] on the head hyper parsed, so
+//!   the answer comes from `respond` with its `Proxy-Status` naming the limit. hyper's parser
+//!   is configured an eighth above each limit ([`parser_bound`]): that bounds what one
+//!   connection can make egressd buffer, and a head beyond it is refused by hyper itself
+//!   (a bare 431, no `Proxy-Status`) before it is read whole. hyper has no request-line
+//!   setting of its own; the head bound covers it.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use http::{Request, StatusCode, Uri};
+
+use crate::config::settings::Limits;
+use crate::metrics::ConnectionGuard;
 
 #[derive(Debug)]
 pub struct ConnLimiter {
@@ -15,7 +29,13 @@ pub struct ConnLimiter {
     max_total: AtomicUsize,
     max_per_client: AtomicUsize,
     per_client: DashMap<IpAddr, usize>,
+    /// Refused connections being answered and closed (see [`ConnLimiter::try_linger`]).
+    lingering: AtomicUsize,
 }
+
+/// The most refused connections answered at once; beyond, they are closed without an answer,
+/// so a flood of connections over the caps cannot hold more sockets than this.
+pub const MAX_LINGERING: usize = 256;
 
 /// Why a connection was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +53,17 @@ impl ConnLimiter {
             max_total: AtomicUsize::new(max_total),
             max_per_client: AtomicUsize::new(max_per_client),
             per_client: DashMap::new(),
+            lingering: AtomicUsize::new(0),
         })
+    }
+
+    /// A place to answer one refused connection, unless [`MAX_LINGERING`] are being answered.
+    pub fn try_linger(self: &Arc<Self>) -> Option<Lingering> {
+        if self.lingering.fetch_add(1, Ordering::AcqRel) >= MAX_LINGERING {
+            self.lingering.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Lingering(self.clone()))
     }
 
     /// New caps from a reloaded configuration; connections already open keep their slots.
@@ -67,6 +97,42 @@ impl ConnLimiter {
     }
 }
 
+/// Held while a refused connection is answered; see [`ConnLimiter::try_linger`].
+#[derive(Debug)]
+pub struct Lingering(Arc<ConnLimiter>);
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        self.0.lingering.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What an open client connection holds: its [`ConnPermit`] and its count in
+/// `egressd_connections_active`. It lives in the connection's I/O object
+/// ([`super::activity::TrackedIo::holding`]), so it is released when the socket is, and a
+/// connection upgraded to a tunnel keeps its slot until the tunnel closes.
+pub struct ConnSlot {
+    permit: ConnPermit,
+    _active: ConnectionGuard,
+}
+
+impl ConnSlot {
+    pub fn new(permit: ConnPermit, active: ConnectionGuard) -> ConnSlot {
+        ConnSlot {
+            permit,
+            _active: active,
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnSlot")
+            .field("client", &self.permit.client)
+            .finish()
+    }
+}
+
 /// Held by a connection; releases its slots when dropped.
 #[derive(Debug)]
 pub struct ConnPermit {
@@ -85,9 +151,121 @@ impl Drop for ConnPermit {
     }
 }
 
+/// Which head limit a request broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadRefusal {
+    RequestLine,
+    HeaderCount,
+    HeaderBytes,
+}
+
+impl HeadRefusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            HeadRefusal::RequestLine => StatusCode::URI_TOO_LONG,
+            HeadRefusal::HeaderCount | HeadRefusal::HeaderBytes => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+        }
+    }
+
+    /// The setting, as written in `egressd.yaml` (the `Proxy-Status` details).
+    pub fn setting(self) -> &'static str {
+        match self {
+            HeadRefusal::RequestLine => "limits.max_request_line",
+            HeadRefusal::HeaderCount => "limits.max_headers",
+            HeadRefusal::HeaderBytes => "limits.max_header_bytes",
+        }
+    }
+}
+
+/// What hyper's parser is allowed for a `limit`: an eighth more, so every head up to the limit
+/// reaches [`check_head`] (which counts a head as sent with single spaces, never more than its
+/// wire size), and a head well over it is cut while it is still arriving.
+pub fn parser_bound(limit: usize) -> usize {
+    limit.saturating_add(limit / 8)
+}
+
+/// Checks a parsed request head against the head limits, most specific first. Sizes are those
+/// of the head as a client normally writes it (`Name: value` lines, CRLF endings); extra
+/// whitespace a client adds around values is not counted, and is bounded by [`parser_bound`].
+pub fn check_head<B>(req: &Request<B>, limits: &Limits) -> Result<(), HeadRefusal> {
+    // "METHOD SP target SP HTTP/1.1"
+    let line = req.method().as_str().len() + 1 + target_len(req.uri()) + 1 + 8;
+    if line > limits.max_request_line {
+        return Err(HeadRefusal::RequestLine);
+    }
+    let headers = req.headers();
+    if headers.len() > limits.max_headers {
+        return Err(HeadRefusal::HeaderCount);
+    }
+    let fields: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    // The request line's CRLF and the empty line that ends the head.
+    if line + 2 + fields + 2 > limits.max_header_bytes {
+        return Err(HeadRefusal::HeaderBytes);
+    }
+    Ok(())
+}
+
+/// The request target's length as sent: absolute-form, authority-form (CONNECT) or
+/// origin-form.
+fn target_len(uri: &Uri) -> usize {
+    uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits(line: usize, count: usize, bytes: usize) -> Limits {
+        Limits {
+            max_request_line: line,
+            max_headers: count,
+            max_header_bytes: bytes,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn head_sizes_are_counted_as_sent() {
+        let target = "http://a.test/0123456789";
+        let req = Request::get(target)
+            .header("host", "a.test")
+            .header("x-a", "1")
+            .header("x-a", "2")
+            .body(())
+            .unwrap();
+        // "GET http://a.test/0123456789 HTTP/1.1" is 37 bytes; the fields 14 + 8 + 8.
+        let head = 37 + 2 + 14 + 8 + 8 + 2;
+        assert_eq!(check_head(&req, &limits(37, 3, head)), Ok(()));
+        assert_eq!(
+            check_head(&req, &limits(36, 3, head)),
+            Err(HeadRefusal::RequestLine)
+        );
+        assert_eq!(
+            check_head(&req, &limits(37, 2, head)),
+            Err(HeadRefusal::HeaderCount),
+            "a repeated field counts each time"
+        );
+        assert_eq!(
+            check_head(&req, &limits(37, 3, head - 1)),
+            Err(HeadRefusal::HeaderBytes)
+        );
+        let connect = Request::connect("a.test:443").body(()).unwrap();
+        // "CONNECT a.test:443 HTTP/1.1"
+        assert_eq!(check_head(&connect, &limits(27, 1, 31)), Ok(()));
+        assert_eq!(
+            check_head(&connect, &limits(26, 1, 31)),
+            Err(HeadRefusal::RequestLine)
+        );
+        assert_eq!(HeadRefusal::HeaderBytes.status().as_u16(), 431);
+        assert_eq!(parser_bound(65_536), 73_728);
+    }
 
     #[test]
     fn caps_and_release() {

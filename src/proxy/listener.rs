@@ -1,7 +1,11 @@
 //! Accept loop and per-connection serving: connection caps, the hyper HTTP/1.1 connection with
-//! upgrades (CONNECT), and the activity watchdog that enforces idle and request-header timeouts.
-//! Each connection runs in its own task, so a panic in one never reaches another or the
-//! listener.
+//! upgrades (CONNECT) and its head limits, and the activity watchdog that enforces idle and
+//! request-header timeouts.
+//!
+//! Each connection runs in its own task. A panic while serving one is caught by tokio at that
+//! task's boundary (release builds unwind; nothing sets `panic = "abort"`): the task's state is
+//! dropped, which releases its connection slot, and the listener and every other connection
+//! carry on. `tests::a_panicking_connection_leaves_the_listener_serving` shows it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,11 +14,12 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 use super::activity::{Activity, TrackedIo};
-use super::limits::{ConnPermit, Refusal};
+use super::limits::{self, ConnPermit, ConnSlot, Lingering, Refusal};
 use super::service::{self, ConnCtx, Shared};
 use super::tls::{self, TlsPeer};
 use crate::metrics::Listener;
@@ -47,24 +52,41 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, transport: Transp
         match shared.limiter.try_acquire(peer.ip()) {
             Ok(permit) => {
                 let _ = tcp.set_nodelay(true);
-                let shared2 = shared.clone();
                 match transport {
                     Transport::Plain => {
-                        (shared.tasks).spawn(serve_connection(tcp, peer, shared2, permit, None));
+                        spawn_plain(&shared, tcp, peer, permit);
                     }
                     Transport::Tls => {
+                        let shared2 = shared.clone();
                         (shared.tasks).spawn(tls::handshake_and_serve(tcp, peer, shared2, permit));
                     }
                 }
             }
             // Over the caps: a plain client gets a 503/429 it can read; a TLS client could
             // not read one before its handshake, so its connection is just closed.
-            Err(why) if transport == Transport::Plain => {
-                tokio::spawn(refuse(tcp, why));
-            }
+            Err(why) if transport == Transport::Plain => match shared.limiter.try_linger() {
+                Some(lingering) => {
+                    tokio::spawn(refuse(tcp, why, lingering));
+                }
+                None => tracing::debug!(%peer, ?why, "over the connection caps; closed"),
+            },
             Err(why) => tracing::debug!(%peer, ?why, "TLS client over the connection caps closed"),
         }
     }
+}
+
+/// Serves one accepted plain-listener connection in its own task, tracked for the drain.
+pub(crate) fn spawn_plain<I>(
+    shared: &Arc<Shared>,
+    io: I,
+    peer: SocketAddr,
+    permit: ConnPermit,
+) -> JoinHandle<()>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let task = serve_connection(io, peer, shared.clone(), permit, None);
+    shared.tasks.spawn(task)
 }
 
 /// Serves HTTP/1.1 on one accepted client connection: plain TCP, or a TLS stream of the TLS
@@ -73,7 +95,7 @@ pub(crate) async fn serve_connection<I>(
     io: I,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    _permit: ConnPermit,
+    permit: ConnPermit,
     tls: Option<TlsPeer>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -83,18 +105,19 @@ pub(crate) async fn serve_connection<I>(
     } else {
         Listener::Proxy
     };
-    let _active = shared.metrics.connection(listener);
-    let (idle, header, max_header) = {
+    let slot = ConnSlot::new(permit, shared.metrics.connection(listener));
+    let (idle, header, max_headers, max_head) = {
         let snap = shared.snapshot.load();
         let s = &snap.settings;
         (
             s.timeouts.idle,
             s.timeouts.request_header,
-            s.limits.max_header_bytes,
+            limits::parser_bound(s.limits.max_headers),
+            limits::parser_bound(s.limits.max_header_bytes),
         )
     };
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(TrackedIo::new(io, activity.clone()));
+    let io = TokioIo::new(TrackedIo::new(io, activity.clone()).holding(slot));
     let draining = shared.draining.clone();
     let ctx = Arc::new(ConnCtx {
         peer,
@@ -106,8 +129,11 @@ pub(crate) async fn serve_connection<I>(
     let conn = http1::Builder::new()
         .keep_alive(true)
         .header_read_timeout(None)
-        .max_header_size(max_header)
-        .max_buf_size(max_header.max(8192) + 8192)
+        // The head limits themselves are checked in the service (`limits::check_head`), so
+        // the answer carries a Proxy-Status; these only bound the parser (see `limits`).
+        .max_headers(max_headers)
+        .max_header_size(max_head)
+        .max_buf_size(max_head.max(8192) + 8192)
         .serve_connection(io, svc)
         .with_upgrades();
     tokio::pin!(conn);
@@ -137,11 +163,150 @@ pub(crate) async fn serve_connection<I>(
 
 /// Answers a connection over the caps with 503 (proxy full) or 429 (this client has too many)
 /// and closes it; a client can tell the difference and back off.
-async fn refuse(mut tcp: TcpStream, why: Refusal) {
+///
+/// The client has usually sent its request already. Closing a socket with unread input makes
+/// the kernel send a reset, which can destroy the answer before the client reads it; so after
+/// the answer egressd half-closes and discards what the client sends, briefly and up to a few
+/// KiB (a lingering close). `_lingering` bounds how many refusals do this at once.
+async fn refuse(mut tcp: TcpStream, why: Refusal, _lingering: Lingering) {
     let msg: &[u8] = match why {
         Refusal::Total => b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nProxy-Status: egressd; error=proxy_internal_error; details=\"limits.max_connections\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         Refusal::PerClient => b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nProxy-Status: egressd; error=proxy_internal_error; details=\"limits.max_connections_per_client\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(msg)).await;
-    let _ = tcp.shutdown().await;
+    let linger = async {
+        tcp.write_all(msg).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match tcp.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, linger).await;
+}
+
+/// How long, and how many bytes, a refused connection's input is discarded before it closes.
+const LINGER_TIME: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 8 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{DuplexStream, ReadBuf};
+
+    use super::*;
+    use crate::app::Server;
+
+    /// A client connection whose read panics: a stand-in for any bug hit while serving one
+    /// connection, driven through the same `spawn_plain` → `serve_connection` path as the
+    /// accept loop.
+    struct PanicOnRead(DuplexStream);
+
+    impl AsyncRead for PanicOnRead {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            panic!("deliberate panic while reading a request (test)");
+        }
+    }
+
+    impl AsyncWrite for PanicOnRead {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    fn active_gauge(shared: &Shared) -> i64 {
+        let families = shared.metrics.registry().gather();
+        let family = families
+            .iter()
+            .find(|f| f.name() == "egressd_connections_active")
+            .expect("egressd_connections_active exported");
+        family
+            .get_metric()
+            .iter()
+            .find(|m| m.get_label().iter().any(|l| l.value() == "proxy"))
+            .map(|m| m.get_gauge().get_value() as i64)
+            .expect("the proxy listener's series")
+    }
+
+    /// One request on a kept-alive connection; returns the status line.
+    async fn status_line(tcp: &mut TcpStream) -> String {
+        tcp.write_all(b"GET http://example.test/ HTTP/1.1\r\nHost: example.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        text.lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_connection_leaves_the_listener_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("egressd.yaml");
+        // No ministry: every client is `_unknown`, blocked with a 403: enough to show the
+        // service ran.
+        std::fs::write(
+            &config,
+            "listen: {proxy: 127.0.0.1:0, admin: 127.0.0.1:0}\naudit: {file: audit.log}\n",
+        )
+        .unwrap();
+        let server = Server::start(&config).await.unwrap();
+        let shared = server.shared.clone();
+        let addr = server.proxy_addrs()[0];
+
+        // A real connection, open across the panic.
+        let mut before = TcpStream::connect(addr).await.unwrap();
+        assert!(status_line(&mut before).await.starts_with("HTTP/1.1 403"));
+        assert_eq!(shared.limiter.active(), 1);
+
+        let peer: SocketAddr = "127.0.0.9:40000".parse().unwrap();
+        let permit = shared.limiter.try_acquire(peer.ip()).unwrap();
+        let (mut client, io) = tokio::io::duplex(4096);
+        client
+            .write_all(b"GET http://example.test/ HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let task = spawn_plain(&shared, PanicOnRead(io), peer, permit);
+        let err = task.await.expect_err("the connection task panicked");
+        assert!(err.is_panic());
+
+        // Its slot and its count were released with the task's state...
+        assert_eq!(
+            shared.limiter.active(),
+            1,
+            "only the real connection is left"
+        );
+        assert_eq!(active_gauge(&shared), 1);
+        // ...and everyone else is served: the open connection, and a new one.
+        assert!(status_line(&mut before).await.starts_with("HTTP/1.1 403"));
+        let mut after = TcpStream::connect(addr).await.unwrap();
+        assert!(status_line(&mut after).await.starts_with("HTTP/1.1 403"));
+        drop((before, after));
+    }
 }

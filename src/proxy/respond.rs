@@ -148,6 +148,26 @@ pub fn error(error: ErrorType, details: &str) -> Response<Full<Bytes>> {
     resp
 }
 
+/// `414` or `431` for a request head over one of egressd's own limits; `limit` names the
+/// setting (`limits.max_headers`), so whoever reads the response knows which knob refused it.
+pub fn head_too_large(status: StatusCode, limit: &str) -> Response<Full<Bytes>> {
+    let error = ErrorType::HttpRequestError;
+    let body = format!(
+        "{} {}\negressd: {}: {limit}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        error.as_str(),
+    );
+    let mut resp = build(
+        status,
+        proxy_status(error, limit),
+        "text/plain; charset=utf-8",
+        body,
+    );
+    resp.extensions_mut().insert(error);
+    resp
+}
+
 /// `407` challenge for `identity.credentials` (missing, malformed or wrong credentials). The
 /// connection stays open: a browser answers on it with credentials.
 pub fn auth_required() -> Response<Full<Bytes>> {
@@ -189,8 +209,14 @@ fn build(
     h.insert("proxy-status", proxy_status);
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if status == StatusCode::BAD_REQUEST {
-        // After a malformed request the stream position is unknown: do not reuse it.
+    if matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::URI_TOO_LONG
+            | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    ) {
+        // After a malformed request the stream position is unknown, and a client that sent an
+        // oversized head is not worth keeping: do not reuse the connection.
         h.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     resp
@@ -317,6 +343,21 @@ mod tests {
         assert_eq!(
             error(ErrorType::HttpRequestError, "x").status(),
             StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn oversized_heads_name_the_limit_and_close() {
+        let r = head_too_large(StatusCode::URI_TOO_LONG, "limits.max_request_line");
+        assert_eq!(r.status(), StatusCode::URI_TOO_LONG);
+        assert_eq!(
+            r.headers()["proxy-status"],
+            "egressd; error=http_request_error; details=\"limits.max_request_line\""
+        );
+        assert_eq!(r.headers()[CONNECTION], "close");
+        assert_eq!(
+            r.extensions().get::<ErrorType>(),
+            Some(&ErrorType::HttpRequestError)
         );
     }
 }

@@ -20,7 +20,7 @@ use super::auth;
 use super::body::ProxyBody;
 use super::dial::{self, DialError, Resolver};
 use super::forward;
-use super::limits::ConnLimiter;
+use super::limits::{self, ConnLimiter};
 use super::observe::Exchange;
 use super::respond::{self, BlockPage, ErrorType};
 use super::target::{self, Target};
@@ -75,6 +75,10 @@ pub async fn handle(
     ctx.shared.audit.admit().await;
     let snap = ctx.shared.snapshot.load_full();
     let mut ex = Exchange::begin(&ctx, &req, &snap);
+    if let Err(limit) = limits::check_head(&req, &snap.settings.limits) {
+        let resp = respond::head_too_large(limit.status(), limit.setting());
+        return Ok(ex.respond(&snap, local(resp, guard)));
+    }
     let who = match auth::identify(req.headers(), &ctx, &snap).await {
         Ok(who) => who,
         Err(resp) => return Ok(ex.respond(&snap, with_guard(resp, guard))),

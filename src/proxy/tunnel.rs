@@ -1,7 +1,9 @@
 //! CONNECT tunnels: check the port, decide on the target, dial (so upstream failures are still
 //! a 502/504), answer 200 only once connected, then inspect the client's first bytes (its TLS
 //! ClientHello and SNI, see [`super::sni`]) before a byte reaches the origin, then relay bytes
-//! both ways until either side closes or the tunnel is idle for `timeouts.idle`.
+//! both ways until either side closes or the tunnel is idle for `timeouts.tunnel_idle` (no byte
+//! in either direction; `timeouts.idle` unless set). The client connection keeps its slot in
+//! the connection caps until the tunnel closes (the slot lives in its I/O object).
 //!
 //! After the 200 a block can no longer be a 403: a tunnel whose SNI is blocked is closed, and
 //! the [`TunnelRecord`] says so (action block, the deciding rule, status 200 as sent).
@@ -144,7 +146,7 @@ async fn run(
     target: Target,
     ex: &mut Exchange,
 ) -> TunnelRecord {
-    let idle = snap.settings.timeouts.idle;
+    let idle = snap.settings.timeouts.tunnel_idle;
     let metrics = &ctx.shared.metrics;
     let (first, mut record) = inspect(&mut client, metrics, &snap, decided, &target).await;
     if let Some(sni) = &record.sni {
@@ -192,8 +194,8 @@ async fn inspect<R: AsyncRead + Unpin>(
     target: &Target,
 ) -> (Vec<u8>, TunnelRecord) {
     let s = &snap.settings;
-    // A tunnel with no byte for `timeouts.idle` is idle, even while it is being inspected.
-    let wait = s.timeouts.request_header.min(s.timeouts.idle);
+    // A tunnel with no byte for `timeouts.tunnel_idle` is idle, even while it is inspected.
+    let wait = s.timeouts.request_header.min(s.timeouts.tunnel_idle);
     let (first, kind) = sni::read_first_bytes(client, sni::MAX_HELLO_BYTES, wait).await;
     let mut record = TunnelRecord {
         sni: None,

@@ -2,6 +2,7 @@
 //! PAC (identity is in [`super::identity`]). A bad section is reported and replaced by its
 //! defaults, so the policies are still checked in the same run.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,11 +52,7 @@ pub fn settings(
         tunnel: Tunnel {
             allow_non_tls: raw.tunnel.allow_non_tls,
         },
-        dns: dns(
-            report,
-            &section("dns").child(&[Seg::key("static")]),
-            raw.dns,
-        ),
+        dns: dns(report, &section("dns"), raw.dns),
         forwarding: Forwarding {
             x_forwarded_for: raw.forwarding.x_forwarded_for,
         },
@@ -154,9 +151,15 @@ fn egress(report: &mut Report, src: &Src<'_>, raw: RawEgress) -> Egress {
     }
 }
 
-/// `dns.static` (`src` is the `static` mapping): names (not IPs) to one or more addresses.
-fn dns(report: &mut Report, src: &Src<'_>, raw: RawDns) -> Dns {
-    let mut out = Dns::default();
+/// `dns:` (`src` is its mapping): `static` names (not IPs) to one or more addresses, and the
+/// `servers` to ask instead of the system's.
+fn dns(report: &mut Report, dns: &Src<'_>, raw: RawDns) -> Dns {
+    let servers = raw.servers.unwrap_or_default();
+    let mut out = Dns {
+        servers: each(report, dns, "servers", &servers, dns_server),
+        ..Dns::default()
+    };
+    let src = &dns.child(&[Seg::key("static")]);
     for (name, addrs) in raw.static_hosts.0 {
         let key = [Seg::KeyNode(name.clone())];
         let host = match values::host(&name, "DNS name") {
@@ -195,6 +198,18 @@ fn dns(report: &mut Report, src: &Src<'_>, raw: RawDns) -> Dns {
     out
 }
 
+/// A `dns.servers` entry: `IP` (port 53) or `IP:PORT` (`[v6]:PORT`).
+fn dns_server(raw: &str) -> Result<SocketAddr, Problem> {
+    match values::ip(raw) {
+        Ok(ip) => Ok(SocketAddr::new(ip, 53)),
+        Err(_) => {
+            let addr = values::socket(raw)?;
+            values::port(i64::from(addr.port()))?;
+            Ok(addr)
+        }
+    }
+}
+
 fn timeouts(report: &mut Report, src: &Src<'_>, raw: RawTimeouts) -> Timeouts {
     let d = Timeouts::default();
     // Zero would fail every request; only the shutdown drain may be skipped.
@@ -210,11 +225,15 @@ fn timeouts(report: &mut Report, src: &Src<'_>, raw: RawTimeouts) -> Timeouts {
     let mut t = |key, raw: Option<Text>, default: Duration| {
         one(report, src, key, raw.as_deref(), default, positive)
     };
+    let idle = t("idle", raw.idle, d.idle);
     Timeouts {
         request_header: t("request_header", raw.request_header, d.request_header),
         connect: t("connect", raw.connect, d.connect),
         response_header: t("response_header", raw.response_header, d.response_header),
-        idle: t("idle", raw.idle, d.idle),
+        idle,
+        // Unset, a tunnel is idle like a keep-alive connection; set, it can be longer (long
+        // polls, SSH over 443) without keeping idle browsers' connections open.
+        tunnel_idle: t("tunnel_idle", raw.tunnel_idle, idle),
         shutdown_grace: one(
             report,
             src,
@@ -250,6 +269,15 @@ fn limits(report: &mut Report, src: &Src<'_>, raw: RawLimits) -> Limits {
             raw.max_header_bytes,
             1024,
             d.max_header_bytes,
+        ),
+        // `Host` alone is one; browsers send 10 to 20.
+        max_headers: at_least("max_headers", raw.max_headers, 8, d.max_headers),
+        // Shorter than this, ordinary URLs (with a query string) fail.
+        max_request_line: at_least(
+            "max_request_line",
+            raw.max_request_line,
+            256,
+            d.max_request_line,
         ),
     }
 }
