@@ -17,6 +17,7 @@ use super::{MinistryId, Outcome, Policy};
 
 mod activity;
 mod order;
+mod properties;
 pub(crate) mod random;
 mod selectors;
 
