@@ -71,7 +71,7 @@ impl Activity {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn on_read(&self) {
+    pub fn on_read(&self) {
         let now = self.now_ms();
         self.last_io_ms.store(now, Relaxed);
         if self.in_flight.load(Relaxed) == 0 && self.head_started_ms.load(Relaxed) == NOT_STARTED {
@@ -80,7 +80,7 @@ impl Activity {
         }
     }
 
-    fn on_write(&self) {
+    pub fn on_write(&self) {
         self.last_io_ms.store(self.now_ms(), Relaxed);
     }
 
@@ -177,6 +177,14 @@ impl<T> TrackedIo<T> {
 
     pub fn meter(&self) -> Option<&Meter> {
         self.meter.as_ref()
+    }
+
+    pub fn meter_mut(&mut self) -> Option<&mut Meter> {
+        self.meter.as_mut()
+    }
+
+    pub fn into_inner(self) -> T {
+        self.inner
     }
 
     pub fn get_ref(&self) -> &T {

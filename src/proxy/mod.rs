@@ -11,6 +11,7 @@ pub mod observe;
 pub mod respond;
 pub mod service;
 pub mod sni;
+pub mod splice;
 pub mod target;
 pub mod tls;
 pub mod tunnel;

@@ -366,6 +366,17 @@ impl Meter {
         self.read += n as u64;
         self.on_read.inc_by(n as u64);
     }
+
+    /// The counters bytes written and read are added to, for a relay that counts on its own.
+    pub fn counters(&self) -> (&IntCounter, &IntCounter) {
+        (&self.on_write, &self.on_read)
+    }
+
+    /// Totals of a relay that already added them to [`Meter::counters`].
+    pub fn add_totals(&mut self, written: u64, read: u64) {
+        self.written += written;
+        self.read += read;
+    }
 }
 
 /// A request body on its way upstream, counting its bytes (`None`: no body to count).

@@ -175,7 +175,16 @@ async fn run(
         record.end = TunnelEnd::UpstreamFailed;
         return record;
     }
-    record.bytes = relay(&mut client, &mut upstream, &activity, idle).await;
+    record.bytes = match plain_tcp(client) {
+        Ok((client, unread)) => {
+            if upstream.write_all(&unread).await.is_err() {
+                record.end = TunnelEnd::UpstreamFailed;
+                return record;
+            }
+            relay_spliced(client.get_ref(), &mut upstream, &activity, idle).await
+        }
+        Err(mut client) => relay(&mut client, &mut upstream, &activity, idle).await,
+    };
     // The meter saw every byte, the inspected first bytes included, even when the relay ended
     // on the idle timeout.
     if let Some(m) = upstream.meter() {
@@ -273,6 +282,54 @@ fn log_closed(
             "tunnel closed: first bytes refused"
         ),
         (end, _) => tracing::debug!(peer = %ctx.peer, host = %target.host, ?end, "tunnel closed"),
+    }
+}
+
+/// The client's own TCP socket and the bytes hyper read past the CONNECT head that nobody
+/// consumed yet, when the tunnel came in on a plain listener (splice needs both sockets).
+fn plain_tcp(
+    client: TokioIo<hyper::upgrade::Upgraded>,
+) -> Result<(TrackedIo<TcpStream>, bytes::Bytes), TokioIo<hyper::upgrade::Upgraded>> {
+    match client
+        .into_inner()
+        .downcast::<TokioIo<TrackedIo<TcpStream>>>()
+    {
+        Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
+        Err(upgraded) => Err(TokioIo::new(upgraded)),
+    }
+}
+
+/// [`relay`] with `splice(2)` between two TCP sockets (see [`super::splice`]). The counts reach
+/// the upstream side's meter even when the idle timeout ends the relay.
+async fn relay_spliced(
+    client: &TcpStream,
+    upstream: &mut TrackedIo<TcpStream>,
+    activity: &super::activity::Activity,
+    idle: std::time::Duration,
+) -> Option<(u64, u64)> {
+    let counters = upstream.meter().map(|m| {
+        let (up, down) = m.counters();
+        (up.clone(), down.clone())
+    });
+    let counters = counters.as_ref().map(|(up, down)| (up, down));
+    let flows = super::splice::Flows::default();
+    let result = tokio::select! {
+        r = super::splice::relay(client, upstream.get_ref(), activity, counters, &flows) => r,
+        _ = activity.watch_idle(idle) => {
+            tracing::debug!("tunnel idle timeout");
+            Err(std::io::ErrorKind::TimedOut.into())
+        }
+    };
+    let (sent, received) = flows.totals();
+    if let Some(m) = upstream.meter_mut() {
+        m.add_totals(sent, received);
+    }
+    match result {
+        Ok(()) => Some((sent, received)),
+        Err(e) => {
+            tracing::debug!(error = %e, "tunnel closed with an error");
+            None
+        }
     }
 }
 
