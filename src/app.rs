@@ -127,6 +127,7 @@ impl Server {
             let l = TcpListener::bind(addr)
                 .await
                 .map_err(|e| AppError::Bind(*addr, e))?;
+            listener::prepare(&l).map_err(|e| AppError::Bind(*addr, e))?;
             let local = l.local_addr().map_err(|e| AppError::Bind(*addr, e))?;
             tracing::info!(address = %local, "proxy listening");
             proxy_addrs.push(local);
@@ -144,6 +145,7 @@ impl Server {
             let l = TcpListener::bind(t.address)
                 .await
                 .map_err(|e| AppError::Bind(t.address, e))?;
+            listener::prepare(&l).map_err(|e| AppError::Bind(t.address, e))?;
             let local = l.local_addr().map_err(|e| AppError::Bind(t.address, e))?;
             tracing::info!(address = %local, "TLS proxy listening");
             proxy_tls_addr = Some(local);

@@ -35,14 +35,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    // The Connection values are cheap clones (shared bytes), so the headers they name can be
+    // removed by &str lookups without building a HeaderName for each token.
+    let named: Vec<HeaderValue> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .cloned()
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for value in &named {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            headers.remove(token);
+        }
+    }
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -94,7 +100,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret"),
+            HeaderValue::from_static("keep-alive, X-Secret, bad token(, ,close"),
         );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));

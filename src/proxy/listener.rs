@@ -32,6 +32,14 @@ pub enum Transport {
     Tls,
 }
 
+/// Sets what every accepted connection needs on the listening socket instead: Linux copies
+/// `TCP_NODELAY` to accepted sockets, which saves a `setsockopt` per connection
+/// (`tests::accepted_connections_inherit_nodelay` holds the kernel to it).
+pub fn prepare(listener: &TcpListener) -> std::io::Result<()> {
+    // Responses are written whole; Nagle would only delay the last segment of each.
+    socket2::SockRef::from(listener).set_tcp_nodelay(true)
+}
+
 /// Serves one listener until the drain starts (or the task is dropped); then the listening
 /// socket is closed at once, so new connections are refused while open ones finish.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, transport: Transport) {
@@ -50,18 +58,15 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, transport: Transp
             }
         };
         match shared.limiter.try_acquire(peer.ip()) {
-            Ok(permit) => {
-                let _ = tcp.set_nodelay(true);
-                match transport {
-                    Transport::Plain => {
-                        spawn_plain(&shared, tcp, peer, permit);
-                    }
-                    Transport::Tls => {
-                        let shared2 = shared.clone();
-                        (shared.tasks).spawn(tls::handshake_and_serve(tcp, peer, shared2, permit));
-                    }
+            Ok(permit) => match transport {
+                Transport::Plain => {
+                    spawn_plain(&shared, tcp, peer, permit);
                 }
-            }
+                Transport::Tls => {
+                    let shared2 = shared.clone();
+                    (shared.tasks).spawn(tls::handshake_and_serve(tcp, peer, shared2, permit));
+                }
+            },
             // Over the caps: a plain client gets a 503/429 it can read; a TLS client could
             // not read one before its handshake, so its connection is just closed.
             Err(why) if transport == Transport::Plain => match shared.limiter.try_linger() {
@@ -202,6 +207,18 @@ mod tests {
 
     use super::*;
     use crate::app::Server;
+
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        prepare(&l).unwrap();
+        let _c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (a, _) = l.accept().await.unwrap();
+        assert!(
+            a.nodelay().unwrap(),
+            "the kernel did not copy TCP_NODELAY to the accepted socket"
+        );
+    }
 
     /// A client connection whose read panics: a stand-in for any bug hit while serving one
     /// connection, driven through the same `spawn_plain` → `serve_connection` path as the

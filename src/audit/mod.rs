@@ -29,16 +29,17 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use http::Method;
 use prometheus::IntCounter;
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::policy::host::Host;
 use crate::policy::model::Mode;
 use crate::policy::{Kind, Outcome};
 use crate::proxy::respond::ErrorType;
+
+mod json;
 
 /// Queue length between requests and the writer thread.
 pub const DEFAULT_QUEUE: usize = 4096;
@@ -123,46 +124,6 @@ pub struct Record {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub duration: Duration,
-}
-
-struct HostStr<'a>(&'a Host);
-
-impl Serialize for HostStr<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Host::Name(n) => s.serialize_str(n),
-            Host::Ip(ip) => s.collect_str(ip),
-        }
-    }
-}
-
-impl Serialize for Record {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use field::*;
-        let mut m = s.serialize_map(Some(field::ALL.len()))?;
-        m.serialize_entry(TS, &self.ts.to_rfc3339_opts(SecondsFormat::Millis, true))?;
-        m.serialize_entry(CLIENT, &self.client)?;
-        m.serialize_entry(MINISTRY, &*self.ministry)?;
-        m.serialize_entry(IDENTITY, self.identity)?;
-        m.serialize_entry(USER, &self.user.as_deref())?;
-        m.serialize_entry(KIND, self.kind.as_str())?;
-        m.serialize_entry(METHOD, self.method.as_str())?;
-        m.serialize_entry(HOST, &self.host.as_ref().map(HostStr))?;
-        m.serialize_entry(PORT, &self.port)?;
-        m.serialize_entry(SNI, &self.sni.as_deref())?;
-        m.serialize_entry(PATH, &self.path)?;
-        m.serialize_entry(ACTION, &self.action.map(Outcome::as_str))?;
-        m.serialize_entry(MODE, &self.mode.map(Mode::as_str))?;
-        m.serialize_entry(RULE, &self.rule.as_deref())?;
-        m.serialize_entry(STATUS, &self.status)?;
-        m.serialize_entry(ERROR, &self.error.map(ErrorType::as_str))?;
-        m.serialize_entry(BYTES_UP, &self.bytes_up)?;
-        m.serialize_entry(BYTES_DOWN, &self.bytes_down)?;
-        // Milliseconds with microsecond resolution.
-        let ms = self.duration.as_micros() as f64 / 1000.0;
-        m.serialize_entry(DURATION_MS, &ms)?;
-        m.end()
-    }
 }
 
 /// Where records go.
@@ -368,11 +329,13 @@ struct Writer {
     failed: IntCounter,
     /// The last write failed, maybe mid-line: start the next batch on a new line.
     broken_line: bool,
+    json: json::LineWriter,
 }
 
 impl Writer {
     fn new(sink: Sink, written: IntCounter, failed: IntCounter) -> Writer {
         Writer {
+            json: json::LineWriter::default(),
             sink,
             batch: Vec::with_capacity(64 * 1024),
             records: 0,
@@ -404,7 +367,7 @@ impl Writer {
         match msg {
             Msg::Record(r) => {
                 let before = self.batch.len();
-                match serde_json::to_writer(&mut self.batch, &*r) {
+                match self.json.write(&r, &mut self.batch) {
                     Ok(()) => {
                         self.batch.push(b'\n');
                         self.records += 1;
@@ -481,14 +444,18 @@ mod tests {
 
     #[test]
     fn record_serialises_every_field_in_order() {
-        let line = serde_json::to_string(&record(5)).unwrap();
+        let line = |r: &Record| {
+            let mut out = Vec::new();
+            json::LineWriter::default().write(r, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
         assert_eq!(
-            line,
+            line(&record(5)),
             r#"{"ts":"2026-05-01T09:30:00.123Z","client":"10.20.3.4","ministry":"agriculture","identity":"source","user":null,"kind":"http","method":"GET","host":"www.example.com","port":80,"sni":null,"path":"/a\"b","action":"allow","mode":"enforce","rule":"_organization/_default","status":200,"error":null,"bytes_up":0,"bytes_down":5,"duration_ms":12.345}"#
         );
         let mut r = record(0);
         r.host = Some(Host::Ip("::1".parse().unwrap()));
-        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line(&r)).unwrap();
         assert_eq!(v["host"], "::1");
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         let mut want: Vec<_> = field::ALL.iter().map(|s| s.to_string()).collect();
