@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::model::canonical_net;
+use super::model::{canonical_net, nat64_target};
 use super::RuleId;
 
 /// Rules by network, one map per distinct prefix length, keyed by the masked address.
@@ -64,8 +64,16 @@ impl CidrTable {
     }
 
     /// Calls `found` with every rule whose network contains `ip` (canonical: IPv4-mapped IPv6
-    /// already unwrapped), in no particular order.
+    /// already unwrapped), in no particular order; for a NAT64 address also every rule whose
+    /// network contains the IPv4 it embeds (a rule may then be reported twice).
     pub fn lookup(&self, ip: IpAddr, mut found: impl FnMut(RuleId)) {
+        self.lookup_one(ip, &mut found);
+        if let Some(v4) = nat64_target(ip) {
+            self.lookup_one(v4, &mut found);
+        }
+    }
+
+    fn lookup_one(&self, ip: IpAddr, found: &mut impl FnMut(RuleId)) {
         match ip {
             IpAddr::V4(ip) => {
                 let bits = ip.to_bits();
@@ -92,6 +100,22 @@ impl CidrTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nat64_addresses_are_also_judged_by_their_ipv4() {
+        let mut t = CidrTable::default();
+        t.insert("192.0.2.0/24".parse().unwrap(), 7);
+        let hits = |ip: &str| {
+            let mut v = Vec::new();
+            t.lookup(ip.parse().unwrap(), |r| v.push(r));
+            v
+        };
+        assert_eq!(hits("64:ff9b::192.0.2.1"), [7]);
+        assert_eq!(hits("64:ff9b::c000:201"), [7]);
+        assert!(hits("64:ff9b::198.51.100.1").is_empty());
+        assert!(hits("64:ff9c::192.0.2.1").is_empty());
+        assert!(hits("2001:db8::192.0.2.1").is_empty());
+    }
 
     #[test]
     fn probes_each_prefix_length() {

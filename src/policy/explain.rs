@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::compile::RuleInfo;
 use super::host::Host;
 use super::matcher::RequestPath;
-use super::model::{canonical_net, Mode};
+use super::model::{canonical_net, nat64_target, Mode};
 use super::{MinistryId, Policy, RuleId, Verdict};
 
 /// Which list of the evaluation order a rule belongs to.
@@ -93,8 +93,12 @@ impl Policy {
             || rule.categories.iter().any(in_category)
             || (sel.urls.iter())
                 .any(|u| u.host == *host && path.admits(&u.path_prefix, rule.action))
-            || (sel.destinations.iter())
-                .any(|n| host.ip().is_some_and(|ip| canonical_net(*n).contains(&ip)))
+            || sel.destinations.iter().any(|n| {
+                let n = canonical_net(*n);
+                host.ip().is_some_and(|ip| {
+                    n.contains(&ip) || nat64_target(ip).is_some_and(|v4| n.contains(&v4))
+                })
+            })
     }
 
     /// Every rule in `ministry`'s evaluation order with its stage.

@@ -186,6 +186,18 @@ impl Rule {
     }
 }
 
+/// The IPv4 address behind a NAT64 address of the well-known prefix `64:ff9b::/96`
+/// (RFC 6052): a NAT64 gateway delivers it there, so `destinations:` judge such an address by
+/// both itself and the IPv4 it embeds (the egress guard does the same).
+pub fn nat64_target(ip: IpAddr) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V6(v6) if v6.to_bits() >> 32 == 0x0064_ff9b_u128 << 64 => Some(IpAddr::V4(
+            std::net::Ipv4Addr::from_bits(v6.to_bits() as u32),
+        )),
+        _ => None,
+    }
+}
+
 /// Canonical IP used in `destinations:` tables (IPv4-mapped IPv6 unwrapped).
 pub fn canonical_net(net: IpNet) -> IpNet {
     match net {
