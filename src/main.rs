@@ -6,8 +6,6 @@ use anyhow::Context;
 use clap::Parser;
 use egressd::cli::{self, Cli, Command};
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
