@@ -20,6 +20,7 @@ use super::auth;
 use super::body::ProxyBody;
 use super::dial::{self, DialError, Resolver};
 use super::forward::{self, UpstreamClient};
+use super::framing;
 use super::limits::ConnLimiter;
 use super::observe::Exchange;
 use super::respond::{self, BlockPage, ErrorType};
@@ -73,6 +74,9 @@ pub async fn handle(
     ctx.shared.audit.admit().await;
     let snap = ctx.shared.snapshot.load_full();
     let mut ex = Exchange::begin(&ctx, &req, &snap);
+    if let Err(e) = framing::check(req.method(), req.headers()) {
+        return Ok(ex.respond(&snap, local(e.response(), guard)));
+    }
     let who = match auth::identify(req.headers(), &ctx, &snap).await {
         Ok(who) => who,
         Err(resp) => return Ok(ex.respond(&snap, with_guard(resp, guard))),
