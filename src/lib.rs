@@ -34,6 +34,8 @@ pub mod audit;
 pub mod cache;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod metrics;
 pub mod policy;
