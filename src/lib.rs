@@ -20,10 +20,10 @@
 //!   `/readyz`, `/proxy.pac`); `proxy::observe` follows each request for both.
 //! # Life of a request
 //! accept (connection caps, TLS handshake on the TLS listener) → hyper HTTP/1.1 → load snapshot
-//! → identify (client certificate, `Proxy-Authorization`, source CIDR, default) → parse target
-//! (the absolute URI, never `Host`) → decide (cache, then policy) → block, or resolve →
-//! `destinations:` check → egress guard → connect to the checked address → forward, or tunnel:
-//! 200, read the ClientHello, decide its SNI, relay.
+//! → framing check (`proxy::framing`) → identify (client certificate, `Proxy-Authorization`,
+//! source CIDR, default) → parse target (the absolute URI, never `Host`) → decide (cache, then
+//! policy) → block, or resolve → `destinations:` check → egress guard → connect to the checked
+//! address → forward, or tunnel: 200, read the ClientHello, decide its SNI, relay.
 //! Metrics are recorded at the response head, the audit record when the response body (or
 //! the tunnel) ends.
 #![forbid(unsafe_code)]
@@ -34,6 +34,8 @@ pub mod audit;
 pub mod cache;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod metrics;
 pub mod policy;

@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::Parser;
 use egressd::cli::{self, Cli, Command};
 
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command.unwrap_or(Command::Run) {

@@ -34,7 +34,7 @@ pub use settings::Settings;
 pub use testcases::{load_test_cases, Expect, TestCase};
 
 use crate::policy::model::PolicySet;
-use validate::files;
+use validate::files::{self, Files};
 use validate::identity::{check_ministries, credentials};
 use validate::policy::{categories, policies, PolicyCx};
 use validate::report::{Report, Src};
@@ -63,17 +63,39 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
 
 /// [`load`] as if the time were `now` (which rules count as expired or expiring).
 pub fn load_at(config_path: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Diagnostic>> {
+    load_from(Files::disk(), config_path, now)
+}
+
+/// [`load_at`] over files held in memory: `tree` is (path, text) pairs laid out as a config
+/// folder, `egressd.yaml` first among them, then the files it reaches by relative paths
+/// (`policies/health.yaml`, `categories/video.yaml`, a credentials file). Nothing is read from
+/// the disk: TLS material (`listen.proxy_tls`) is only checked to exist, the same as on disk,
+/// and `Loaded::tls` stays `None`. It exists for the fuzzer (`fuzz/`, target `policy_yaml`)
+/// and for tests that want a configuration without a temporary folder.
+pub fn load_from_strings(
+    tree: &[(&str, &str)],
+    now: DateTime<Utc>,
+) -> Result<Loaded, Vec<Diagnostic>> {
+    let files = Files::memory(tree.iter().copied());
+    load_from(files, Path::new("egressd.yaml"), now)
+}
+
+fn load_from(
+    mut files: Files,
+    config_path: &Path,
+    now: DateTime<Utc>,
+) -> Result<Loaded, Vec<Diagnostic>> {
     let mut report = Report::default();
-    let mut files = Vec::new();
-    let Some(text) = files::read(&mut report, &mut files, config_path, "config file") else {
+    let Some(text) = files.read(&mut report, config_path, "config file") else {
         return Err(report.finish());
     };
     let base = config_path.parent().unwrap_or(Path::new(""));
     let config = Src::whole(config_path, &text);
-    let mut out = validate::settings::settings(&mut report, &config, base, &mut files);
+    let mut out = validate::settings::settings(&mut report, &config, base, &mut files.read);
     let s = &out.settings;
     let category_paths = folder(
         &mut report,
+        &files,
         &config,
         &s.categories_dir,
         out.categories_explicit,
@@ -82,6 +104,7 @@ pub fn load_at(config_path: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Dia
     let categories = categories(&mut report, &mut files, &category_paths);
     let policy_paths = folder(
         &mut report,
+        &files,
         &config,
         &s.policies_dir,
         out.policies_explicit,
@@ -96,7 +119,7 @@ pub fn load_at(config_path: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Dia
     if let Some(path) = out.settings.identity.credentials.clone() {
         out.settings.identity.users = users(&mut report, &mut files, &config, &path, &policy);
     }
-    let tls = tls_config(&mut report, &config, &out.settings);
+    let tls = tls_config(&mut report, &config, &out.settings, files.in_memory());
     if report.has_errors() {
         return Err(report.finish());
     }
@@ -104,17 +127,18 @@ pub fn load_at(config_path: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Dia
         settings: out.settings,
         policy,
         warnings: report.finish(),
-        files,
+        files: files.read,
         tls,
     })
 }
 
-/// Builds the TLS listener's configuration; a problem is reported at the `listen.proxy_tls`
-/// key it comes from.
+/// Builds the TLS listener's configuration (not `in_memory`: its files are on disk); a problem
+/// is reported at the `listen.proxy_tls` key it comes from.
 fn tls_config(
     report: &mut Report,
     config: &Src<'_>,
     settings: &Settings,
+    in_memory: bool,
 ) -> Option<std::sync::Arc<rustls::ServerConfig>> {
     let id = &settings.identity;
     let tls = settings.listen.proxy_tls.as_ref();
@@ -135,6 +159,9 @@ fn tls_config(
         };
         report.warn(config, &[Seg::key("identity"), Seg::key("credentials")], p);
     }
+    if in_memory {
+        return None;
+    }
     crate::proxy::tls::server_config(tls?)
         .map_err(|e| {
             let at = [Seg::key("listen"), Seg::key("proxy_tls"), Seg::key(e.key)];
@@ -146,12 +173,12 @@ fn tls_config(
 /// The users of `identity.credentials` (`path`), whose ministries must have policy files.
 fn users(
     report: &mut Report,
-    files: &mut Vec<PathBuf>,
+    files: &mut Files,
     config: &Src<'_>,
     path: &Path,
     policy: &PolicySet,
 ) -> Vec<settings::User> {
-    if !path.is_file() {
+    if !files.is_file(path) {
         let p = Problem::NotFound {
             what: "credentials file",
             path: path.display().to_string(),
@@ -170,12 +197,13 @@ fn users(
 /// The YAML files of a folder named by `key` in `egressd.yaml`.
 fn folder(
     report: &mut Report,
+    files: &Files,
     config: &Src<'_>,
     dir: &Path,
     explicit: bool,
     key: &'static str,
 ) -> Vec<PathBuf> {
-    let err = match files::list_yaml(dir) {
+    let err = match files.list_yaml(dir) {
         Ok(paths) => return paths,
         Err(e) => e,
     };
@@ -236,7 +264,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("policies")).unwrap();
         for (path, text) in tree {
-            std::fs::write(dir.path().join(path), text).unwrap();
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
         }
         let diags = match load(&dir.path().join("egressd.yaml")) {
             Ok(loaded) => loaded.warnings,
@@ -267,6 +297,60 @@ mod tests {
             "policies/c.yaml:3:58: invalid `hours` `25:00-26:00`: expected HH:MM-HH:MM, e.g. `08:00-18:00`",
             "policies/c.yaml:3:81: unknown time zone `Nowhere`; expected an IANA name such as `UTC` or `America/Toronto`",
         ]);
+    }
+
+    #[test]
+    fn in_memory_trees_load_like_folders() {
+        let tree = [
+            ("egressd.yaml", "categories: cats/\n"),
+            ("policies/_organization.yaml", "baseline:\n- {id: s, action: block, categories: [social]}\n"),
+            ("policies/a.yaml", "ministry: a\nrules:\n- {id: 42, action: allow, hosts: [a.x]}\n- {id: 42, action: allow, hosts: [b.x]}\n"),
+            ("policies/b.yaml", "ministry: a\n"),
+            ("cats/social.yaml", "domains: [Facebook.COM., '%66b.com']\n"),
+        ];
+        let disk = messages(&tree);
+        let memory: Vec<String> = match load_from_strings(&tree, Utc::now()) {
+            Ok(loaded) => loaded.warnings,
+            Err(diags) => diags,
+        }
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+        assert_eq!(memory, disk);
+        assert_eq!(memory.len(), 3, "{memory:?}");
+
+        // The shipped configuration, read into memory, loads as it does from its folder.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut texts = Vec::new();
+        for dir in ["", "policies", "categories"] {
+            for path in files::list_yaml(&root.join(dir)).unwrap() {
+                let rel = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                texts.push((rel, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+        let tree: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        let memory = load_from_strings(&tree, Utc::now()).unwrap();
+        let disk = load(&root.join("egressd.yaml")).unwrap();
+        let names = |l: &Loaded| -> Vec<(String, usize)> {
+            (l.policy.ministries.iter())
+                .map(|m| (m.name.to_string(), m.rules.len()))
+                .collect()
+        };
+        assert_eq!(names(&memory), names(&disk));
+        assert_eq!(memory.policy.categories.len(), disk.policy.categories.len());
+        assert_eq!(
+            memory.settings.identity.sources,
+            disk.settings.identity.sources
+        );
+        assert_eq!(memory.files.len(), disk.files.len());
     }
 
     /// Writes a ministry file of `n` rules, block style or flow style.

@@ -101,6 +101,12 @@ impl Resolver {
         Resolver { system }
     }
 
+    /// Answers from `dns.static` only; every other name is a `dns_error`. The fuzzer's request
+    /// path uses it so that no input can make egressd send a query.
+    pub fn static_only() -> Resolver {
+        Resolver { system: None }
+    }
+
     /// Addresses of `host`. IP literals are returned as they are; names under `.invalid` fail
     /// without a lookup (RFC 6761).
     pub async fn resolve(

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod dial;
 pub mod forward;
+pub mod framing;
 pub mod guard;
 pub mod limits;
 pub mod listener;

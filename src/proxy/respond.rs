@@ -129,7 +129,20 @@ pub fn blocked(page: &BlockPage<'_>, request_headers: Option<&HeaderMap>) -> Res
 /// A failure (bad request, guard refusal, upstream error): status from the error type, a short
 /// plain-text body naming it.
 pub fn error(error: ErrorType, details: &str) -> Response<Full<Bytes>> {
-    let status = error.status();
+    error_with_status(error.status(), error, details)
+}
+
+/// `501` for a request whose transfer coding egressd cannot handle (RFC 9112 §6.1); RFC 9209
+/// has no type of its own for it, so it is an `http_request_error`.
+pub fn not_implemented(details: &str) -> Response<Full<Bytes>> {
+    error_with_status(
+        StatusCode::NOT_IMPLEMENTED,
+        ErrorType::HttpRequestError,
+        details,
+    )
+}
+
+fn error_with_status(status: StatusCode, error: ErrorType, details: &str) -> Response<Full<Bytes>> {
     let body = format!(
         "{} {}\negressd: {}{}{}\n",
         status.as_u16(),
@@ -214,9 +227,10 @@ fn build(
         StatusCode::BAD_REQUEST
             | StatusCode::URI_TOO_LONG
             | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            | StatusCode::NOT_IMPLEMENTED
     ) {
-        // After a malformed request the stream position is unknown, and a client that sent an
-        // oversized head is not worth keeping: do not reuse the connection.
+        // After a malformed or unframeable request the stream position is unknown, and a client
+        // that sent an oversized head is not worth keeping: do not reuse the connection.
         h.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     resp

@@ -20,6 +20,7 @@ use super::auth;
 use super::body::ProxyBody;
 use super::dial::{self, DialError, Resolver};
 use super::forward;
+use super::framing;
 use super::limits::{self, ConnLimiter};
 use super::observe::Exchange;
 use super::respond::{self, BlockPage, ErrorType};
@@ -78,6 +79,9 @@ pub async fn handle(
     if let Err(limit) = limits::check_head(&req, &snap.settings.limits) {
         let resp = respond::head_too_large(limit.status(), limit.setting());
         return Ok(ex.respond(&snap, local(resp, guard)));
+    }
+    if let Err(e) = framing::check(req.method(), req.headers()) {
+        return Ok(ex.respond(&snap, local(e.response(), guard)));
     }
     let who = match auth::identify(req.headers(), &ctx, &snap).await {
         Ok(who) => who,

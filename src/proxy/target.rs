@@ -1,7 +1,8 @@
 //! The request target decides where a request goes, never the `Host` header. This module turns
 //! an absolute-form URI (`GET http://host:port/path`) or a CONNECT authority (`host:port`) into a
 //! normalised [`Target`], refusing anything a proxy should not guess at (origin-form,
-//! percent-encoded hosts, schemes other than `http`, missing CONNECT ports).
+//! percent-encoded hosts, schemes other than `http`, userinfo, ports that are not a number in
+//! 1..=65535, missing CONNECT ports).
 
 use http::uri::{Authority, Uri};
 use http::HeaderValue;
@@ -45,12 +46,15 @@ pub enum TargetError {
     ConnectForm,
     #[error("invalid port")]
     Port,
+    #[error("userinfo (`user@`) in the request target is refused (RFC 9110 §4.2.4)")]
+    Userinfo,
     #[error("invalid host: {0}")]
     Host(#[from] HostError),
 }
 
-/// Target of an absolute-form request. Userinfo (`http://user@host/`) is ignored: the host after
-/// `@` is the destination, and the request sent upstream is origin-form, so userinfo never leaves.
+/// Target of an absolute-form request. Userinfo (`http://user@host/`) is refused: RFC 9110
+/// §4.2.4 says to treat it as an error, since it only serves to make one host look like another
+/// (`http://allowed.example@blocked.example/`); real clients never send it to a proxy.
 pub fn parse_absolute(uri: &Uri) -> Result<Target, TargetError> {
     let Some(authority) = uri.authority() else {
         return Err(TargetError::OriginForm);
@@ -59,6 +63,9 @@ pub fn parse_absolute(uri: &Uri) -> Result<Target, TargetError> {
         Some(s) if s.eq_ignore_ascii_case("http") => {}
         Some(s) => return Err(TargetError::Scheme(s.to_owned())),
         None => return Err(TargetError::OriginForm),
+    }
+    if authority.as_str().contains('@') {
+        return Err(TargetError::Userinfo);
     }
     target_of(authority, Some(80))
 }
@@ -98,16 +105,35 @@ pub fn parse_cli(input: &str) -> Result<(Target, Option<String>, bool), TargetEr
 }
 
 fn target_of(authority: &Authority, default_port: Option<u16>) -> Result<Target, TargetError> {
-    let port = match (authority.port(), default_port) {
-        (Some(p), _) => p.as_str().parse::<u16>().map_err(|_| TargetError::Port)?,
+    let port = match (written_port(authority)?, default_port) {
+        (Some(p), _) => p,
         (None, Some(d)) => d,
         (None, None) => return Err(TargetError::ConnectForm),
     };
-    if port == 0 {
-        return Err(TargetError::Port);
-    }
     let host = normalize_host(authority.host())?;
     Ok(Target { host, port })
+}
+
+/// The port written after the host: `None` when there is none or it is empty (`host:` means the
+/// scheme's default, RFC 3986 §3.2.3), an error unless it is digits naming 1..=65535.
+/// `Authority::port` cannot be used: it reads `host:99999` as "no port", which would send the
+/// request to the default port instead of refusing it.
+fn written_port(authority: &Authority) -> Result<Option<u16>, TargetError> {
+    let s = authority.as_str();
+    let after_host = match s.rfind(']') {
+        Some(i) => &s[i + 1..],
+        None => s.rsplit_once('@').map_or(s, |(_, h)| h),
+    };
+    match after_host.rsplit_once(':') {
+        None | Some((_, "")) => Ok(None),
+        Some((_, digits)) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+            match digits.parse::<u16>() {
+                Ok(0) | Err(_) => Err(TargetError::Port),
+                Ok(p) => Ok(Some(p)),
+            }
+        }
+        Some(_) => Err(TargetError::Port),
+    }
 }
 
 #[cfg(test)]
@@ -128,9 +154,8 @@ mod tests {
             abs("http://[::1]:81/").unwrap().host,
             Host::Ip("::1".parse().unwrap())
         );
-        let t = abs("http://www.google.com@www.facebook.com/").unwrap();
-        assert_eq!(t.host, Host::Name("www.facebook.com".into()));
-        assert_eq!(t.host_header(80), "www.facebook.com");
+        assert_eq!(abs("http://example.com:/").unwrap().port, 80);
+        assert_eq!(abs("http://example.com:065535/").unwrap().port, 65535);
     }
 
     #[test]
@@ -150,6 +175,22 @@ mod tests {
         // `http://%66acebook.com/` never gets here: the http crate refuses `%` in an authority.
         assert!("http://%66acebook.com/".parse::<Uri>().is_err());
         assert_eq!(abs("http://example.com:0/"), Err(TargetError::Port));
+        // `Authority::port` reads an out-of-range port as none: it must not become port 80.
+        for bad in [
+            "http://example.com:99999/",
+            "http://example.com:65536/",
+            "http://[::1]:70000/",
+        ] {
+            assert_eq!(abs(bad), Err(TargetError::Port), "{bad}");
+        }
+        assert_eq!(
+            abs("http://www.google.com@www.facebook.com/"),
+            Err(TargetError::Userinfo)
+        );
+        assert_eq!(
+            abs("http://user:pw@example.com/"),
+            Err(TargetError::Userinfo)
+        );
     }
 
     #[test]
@@ -161,6 +202,9 @@ mod tests {
             Host::Ip("2001:db8::1".parse().unwrap())
         );
         assert_eq!(c("example.com"), Err(TargetError::ConnectForm));
+        assert_eq!(c("example.com:"), Err(TargetError::ConnectForm));
+        assert_eq!(c("example.com:99999"), Err(TargetError::Port));
+        assert_eq!(c("[::1]:0"), Err(TargetError::Port));
         assert!(c("user@example.com:443").is_err());
     }
 

@@ -2,11 +2,11 @@
 //! ministry) and the check that every ministry it names has a policy file.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ipnet::IpNet;
 
-use super::files::{read, resolve};
+use super::files::{resolve, Files};
 use super::report::{Report, Src};
 use super::values;
 use crate::config::error::{did_you_mean, Problem};
@@ -132,11 +132,11 @@ fn certificates(report: &mut Report, src: &Src<'_>, raw: &Pairs<Text>) -> Vec<(S
 /// Reads and validates the credentials file: user name → `{password_hash, ministry}`.
 pub fn credentials(
     report: &mut Report,
-    files: &mut Vec<PathBuf>,
+    files: &mut Files,
     path: &Path,
     refs: &mut Vec<MinistryRef>,
 ) -> Option<(String, Vec<User>)> {
-    let text = read(report, files, path, "credentials file")?;
+    let text = files.read(report, path, "credentials file")?;
     let src = Src::whole(path, &text);
     let value = yaml::parse_value(src.doc)
         .map_err(|e| report.yaml(&src, vec![e]))

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::de::DeserializeOwned;
 
-use super::files::{read, stem};
+use super::files::{stem, Files};
 use super::report::{Report, Src};
 use super::rule::{rule, RuleCx};
 use super::values;
@@ -43,11 +43,7 @@ fn raw_file<T: DeserializeOwned + Default>(report: &mut Report, src: &Src<'_>) -
 }
 
 /// Every category file among `paths` (name = file stem).
-pub fn categories(
-    report: &mut Report,
-    files: &mut Vec<PathBuf>,
-    paths: &[PathBuf],
-) -> Vec<Category> {
+pub fn categories(report: &mut Report, files: &mut Files, paths: &[PathBuf]) -> Vec<Category> {
     let mut out: Vec<Category> = Vec::new();
     for path in paths {
         let name = stem(path);
@@ -57,7 +53,7 @@ pub fn categories(
         }
         // A category whose file is broken still exists (empty), so rules naming it do not
         // add "unknown category" to the real error.
-        let (description, domains) = match read(report, files, path, "category file") {
+        let (description, domains) = match files.read(report, path, "category file") {
             Some(text) => category(report, &Src::whole(path, &text)),
             None => (None, Vec::new()),
         };
@@ -102,7 +98,7 @@ pub struct PolicyCx<'a> {
 /// The organization file (if any) and every ministry file among `paths`.
 pub fn policies(
     report: &mut Report,
-    files: &mut Vec<PathBuf>,
+    files: &mut Files,
     dir: &Path,
     paths: &[PathBuf],
     cx: &PolicyCx<'_>,
@@ -140,7 +136,7 @@ pub fn policies(
 /// Every ministry file, in name order; `all` is every policy file (for clash messages).
 fn ministries(
     report: &mut Report,
-    files: &mut Vec<PathBuf>,
+    files: &mut Files,
     all: &[PathBuf],
     paths: &[&PathBuf],
     org: &Organization,
@@ -155,7 +151,7 @@ fn ministries(
         let Some(file_stem) = ministry_stem(report, path, all, &mut stems) else {
             continue;
         };
-        let Some(text) = read(report, files, path, "ministry file") else {
+        let Some(text) = files.read(report, path, "ministry file") else {
             continue;
         };
         let (stem, file, timezone, now) = (&*file_stem, display(path), org.timezone, cx.now);
@@ -233,14 +229,14 @@ fn empty_organization(dir: &Path) -> Organization {
 
 fn organization(
     report: &mut Report,
-    files: &mut Vec<PathBuf>,
+    files: &mut Files,
     path: &Path,
     names: &BTreeSet<String>,
     cx: &PolicyCx<'_>,
 ) -> Organization {
     let mut org = empty_organization(path.parent().unwrap_or(Path::new(".")));
     org.file = display(path);
-    let Some(text) = read(report, files, path, "organization file") else {
+    let Some(text) = files.read(report, path, "organization file") else {
         return org;
     };
     let src = Src::whole(path, &text);
