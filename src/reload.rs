@@ -82,6 +82,7 @@ impl Reloader {
     /// Loads, validates and (when valid and different) installs the configuration.
     pub async fn reload(&self, trigger: Trigger) -> Outcome {
         let _one_at_a_time = self.lock.lock().await;
+        let started = std::time::Instant::now();
         let path = self.config_path.clone();
         let current = self.shared.snapshot.load_full();
         let next_gen = self.generation.load(Ordering::Relaxed) + 1;
@@ -122,16 +123,18 @@ impl Reloader {
                 }
             }
         };
+        // Load, validate, compile and swap (or the fingerprint alone, when unchanged).
+        let duration_ms = started.elapsed().as_millis() as u64;
         match &outcome {
             Outcome::Applied { generation } => {
                 self.shared.metrics.reload(true);
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(?trigger, generation, "configuration reloaded");
+                tracing::info!(?trigger, generation, duration_ms, "configuration reloaded");
             }
             Outcome::Unchanged => {
                 self.shared.metrics.reload(true);
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(?trigger, "configuration unchanged");
+                tracing::info!(?trigger, duration_ms, "configuration unchanged");
             }
             Outcome::Rejected(diags) => {
                 self.shared.metrics.reload(false);
@@ -142,6 +145,7 @@ impl Reloader {
                 tracing::error!(
                     ?trigger,
                     errors = diags.len(),
+                    duration_ms,
                     "configuration rejected; the previous one keeps serving"
                 );
             }

@@ -83,8 +83,10 @@ pub fn fingerprint(files: &[PathBuf], dirs: &[PathBuf]) -> u64 {
     let mut h = DefaultHasher::new();
     for f in sorted {
         f.hash(&mut h);
-        match std::fs::read(f) {
-            Ok(bytes) => bytes.hash(&mut h),
+        // Streamed: a block list can be tens of megabytes, read while a snapshot is built.
+        let mut sink = HashWriter(&mut h);
+        match std::fs::File::open(f).and_then(|mut file| std::io::copy(&mut file, &mut sink)) {
+            Ok(len) => len.hash(&mut h),
             Err(e) => (e.kind() as u32).hash(&mut h),
         }
     }
@@ -102,4 +104,17 @@ pub fn fingerprint(files: &[PathBuf], dirs: &[PathBuf]) -> u64 {
         }
     }
     h.finish()
+}
+
+/// Feeds what is written into a hasher.
+struct HashWriter<'a>(&'a mut DefaultHasher);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

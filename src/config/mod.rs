@@ -17,6 +17,7 @@
 //! - Files that `egressd.yaml` references (TLS material, credentials) must exist.
 
 mod error;
+mod longlist;
 mod outline;
 mod raw;
 mod seek;
@@ -36,7 +37,7 @@ pub use testcases::{load_test_cases, Expect, TestCase};
 use crate::policy::model::PolicySet;
 use validate::files::{self, Files};
 use validate::identity::{check_ministries, credentials};
-use validate::policy::{categories, policies, PolicyCx};
+use validate::policy::{categories, policies};
 use validate::report::{Report, Src};
 use yaml::{Doc, Pos, Seg};
 
@@ -110,11 +111,14 @@ fn load_from(
         out.policies_explicit,
         "policies",
     );
-    let cx = PolicyCx {
-        categories: &categories,
+    let policy = policies(
+        &mut report,
+        &mut files,
+        &s.policies_dir,
+        &policy_paths,
+        categories,
         now,
-    };
-    let policy = policies(&mut report, &mut files, &s.policies_dir, &policy_paths, &cx);
+    );
     check_ministries(&mut report, &config, &out.ministry_refs, &policy);
     if let Some(path) = out.settings.identity.credentials.clone() {
         out.settings.identity.users = users(&mut report, &mut files, &config, &path, &policy);

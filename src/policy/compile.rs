@@ -80,9 +80,8 @@ pub struct Policy {
     pub(crate) org: Matcher,
     /// One matcher per ministry, indexed by [`MinistryId`].
     pub(crate) matchers: Vec<Matcher>,
+    /// Domains of the categories some rule references (`explain` lists them from here too).
     pub(crate) categories: CategoryIndex,
-    /// Domains of each referenced category (empty for unreferenced ones), for `explain`.
-    pub(crate) category_domains: Vec<Arc<[Arc<str>]>>,
     pub(crate) urls: Vec<UrlEntry>,
     pub(crate) mandatory: Range<RuleId>,
     pub(crate) baseline: Range<RuleId>,
@@ -172,8 +171,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The category index and domain lists, over the categories some rule references.
-    fn categories(&self) -> (CategoryIndex, Vec<Arc<[Arc<str>]>>) {
+    /// The category index, over the categories some rule references.
+    fn categories(&self) -> CategoryIndex {
         let all_rules = (self.set.organization.mandatory.iter())
             .chain(&self.set.organization.baseline)
             .chain(self.set.ministries.iter().flat_map(|m| &m.rules));
@@ -183,17 +182,11 @@ impl<'a> Builder<'a> {
                 referenced[*id as usize] = true;
             }
         }
-        let mut index = CategoryIndex::default();
-        let mut domains = Vec::with_capacity(self.set.categories.len());
-        for (id, cat) in self.set.categories.iter().enumerate() {
-            let list: Arc<[Arc<str>]> = match referenced[id] {
-                true => cat.domains.iter().map(|d| Arc::from(&**d)).collect(),
-                false => Arc::new([]),
-            };
-            index.add(id as CategoryId, &list);
-            domains.push(list);
-        }
-        (index, domains)
+        let lists: Vec<(CategoryId, &[Box<str>])> = (self.set.categories.iter().enumerate())
+            .filter(|(id, _)| referenced[*id])
+            .map(|(id, cat)| (id as CategoryId, cat.domains.as_slice()))
+            .collect();
+        CategoryIndex::build(&lists)
     }
 }
 
@@ -209,7 +202,7 @@ impl Policy {
             rules: Vec::new(),
             urls: Vec::new(),
         };
-        let (categories, category_domains) = b.categories();
+        let categories = b.categories();
         let mut org_matcher = Matcher::default();
         let mandatory = b.add_rules(&org.mandatory, true, &mut org_matcher);
         let mut matchers = Vec::with_capacity(set.ministries.len());
@@ -239,7 +232,6 @@ impl Policy {
             org: org_matcher,
             matchers,
             categories,
-            category_domains,
             urls: b.urls,
             mandatory,
             baseline,

@@ -84,10 +84,8 @@ impl Policy {
         }
         let name = host.name().unwrap_or_default();
         let is_name = host.name().is_some();
-        let in_category = |c: &u32| {
-            let domains = &self.category_domains[*c as usize];
-            is_name && domains.iter().any(|d| within(name, d))
-        };
+        let in_category =
+            |c: &u32| is_name && self.categories.domains_of(*c).any(|d| within(name, d));
         (is_name && sel.domains.iter().any(|d| within(name, d)))
             || sel.hosts.iter().any(|h| h == host)
             || rule.categories.iter().any(in_category)

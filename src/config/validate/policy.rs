@@ -15,6 +15,7 @@ use super::report::{Report, Src};
 use super::rule::{rule, RuleCx};
 use super::values;
 use crate::config::error::Problem;
+use crate::config::longlist;
 use crate::config::outline::item_docs;
 use crate::config::raw::{RawCategory, RawMinistry, RawOrganization};
 use crate::config::yaml::{self, Pos, Seg, Value};
@@ -69,6 +70,9 @@ pub fn categories(report: &mut Report, files: &mut Files, paths: &[PathBuf]) -> 
 
 /// A category file's description and normalised domains.
 fn category(report: &mut Report, src: &Src<'_>) -> (Option<String>, Vec<Box<str>>) {
+    if let Some(split) = longlist::split(src.doc.text, "domains") {
+        return category_split(report, src.file, split);
+    }
     let raw = raw_file::<RawCategory>(report, src).unwrap_or_default();
     let mut domains = Vec::new();
     for (i, d) in raw.domains.iter().flatten().enumerate() {
@@ -78,6 +82,26 @@ fn category(report: &mut Report, src: &Src<'_>) -> (Option<String>, Vec<Box<str>
         }
     }
     (raw.description.map(String::from), domains)
+}
+
+/// [`category`] for a file whose `domains:` list was read by [`longlist::split`]: the rest
+/// of the file is checked as usual; each domain is reported at the position the split found.
+fn category_split(
+    report: &mut Report,
+    file: &Path,
+    split: longlist::Split<'_>,
+) -> (Option<String>, Vec<Box<str>>) {
+    let rest = Src::whole(file, &split.rest);
+    let (raw, errors) = yaml::collect::<RawCategory>(rest.doc, &[], &split.value);
+    report.yaml(&rest, errors);
+    let mut domains = Vec::with_capacity(split.items.len());
+    for (d, pos) in split.items {
+        match values::domain(d) {
+            Ok(d) => domains.push(d),
+            Err(p) => report.error_at(file, pos, p),
+        }
+    }
+    (raw.and_then(|r| r.description).map(String::from), domains)
 }
 
 fn duplicate_stem(path: &Path, all: &[PathBuf], stem_name: &str) -> Problem {
@@ -90,19 +114,25 @@ fn duplicate_stem(path: &Path, all: &[PathBuf], stem_name: &str) -> Problem {
 }
 
 /// Everything the policy files share while being validated.
-pub struct PolicyCx<'a> {
+struct PolicyCx<'a> {
     pub categories: &'a [Category],
     pub now: DateTime<Utc>,
 }
 
-/// The organization file (if any) and every ministry file among `paths`.
+/// The organization file (if any) and every ministry file among `paths`, with `categories`
+/// (moved in, not copied: a block list can hold a million domains).
 pub fn policies(
     report: &mut Report,
     files: &mut Files,
     dir: &Path,
     paths: &[PathBuf],
-    cx: &PolicyCx<'_>,
+    categories: Vec<Category>,
+    now: DateTime<Utc>,
 ) -> PolicySet {
+    let cx = &PolicyCx {
+        categories: &categories,
+        now,
+    };
     let names: BTreeSet<String> = cx.categories.iter().map(|c| c.name.to_string()).collect();
     let (org_paths, ministry_paths): (Vec<&PathBuf>, Vec<&PathBuf>) =
         paths.iter().partition(|p| stem(p) == ORGANIZATION);
@@ -129,7 +159,7 @@ pub fn policies(
     PolicySet {
         organization,
         ministries,
-        categories: cx.categories.to_vec(),
+        categories,
     }
 }
 
