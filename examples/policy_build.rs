@@ -20,10 +20,6 @@ use std::time::Instant;
 use egressd::metrics::Metrics;
 use egressd::snapshot::Snapshot;
 
-/// The daemon's allocator, so the memory measured is the daemon's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
