@@ -240,7 +240,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("policies")).unwrap();
         for (path, text) in tree {
-            std::fs::write(dir.path().join(path), text).unwrap();
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
         }
         let diags = match load(&dir.path().join("egressd.yaml")) {
             Ok(loaded) => loaded.warnings,
@@ -271,6 +273,33 @@ mod tests {
             "policies/c.yaml:3:58: invalid `hours` `25:00-26:00`: expected HH:MM-HH:MM, e.g. `08:00-18:00`",
             "policies/c.yaml:3:81: unknown time zone `Nowhere`; expected an IANA name such as `UTC` or `America/Toronto`",
         ]);
+    }
+
+    /// A block-style category list goes through `longlist`; its diagnostics are those of the
+    /// ordinary path (taken by the same list with one entry quoted, which `longlist` refuses).
+    #[test]
+    fn category_lists_report_alike_on_both_paths() {
+        let fast = "descripton: typo\ndomains:\n  # Meta\n  - facebook.com\n  - 10.0.0.1\n  - a..b.com   # empty label\n  - fine.example\n";
+        let slow = fast.replace("- fine.example", "- \"fine.example\"");
+        assert!(longlist::split(fast, "domains").is_some());
+        assert!(longlist::split(&slow, "domains").is_none());
+        let m = messages(&[
+            ("egressd.yaml", ""),
+            ("categories/fast.yaml", fast),
+            ("categories/slow.yaml", &slow),
+        ]);
+        let (a, b): (Vec<_>, Vec<_>) = m.iter().partition(|d| d.starts_with("categories/fast"));
+        assert_eq!(a.len(), 3, "{m:?}");
+        for (a, b) in a.iter().zip(&b) {
+            assert_eq!(a.replace("fast.yaml", "slow.yaml"), **b);
+        }
+        assert!(
+            a[0].starts_with("categories/fast.yaml:1:1: unknown key `descripton`"),
+            "{}",
+            a[0]
+        );
+        assert!(a[1].starts_with("categories/fast.yaml:5:5: "), "{}", a[1]);
+        assert!(a[2].starts_with("categories/fast.yaml:6:5: "), "{}", a[2]);
     }
 
     /// Writes a ministry file of `n` rules, block style or flow style.
