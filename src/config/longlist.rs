@@ -1,12 +1,12 @@
 //! A fast path for the long list of a category file: the block sequence under one top-level
-//! key, when every entry is a plain scalar that YAML reads as the very same string (a domain
-//! written plainly, as block lists are). Those lines are read here, directly, and emptied from
+//! key, when every entry is a scalar that YAML reads as the very same string (a domain written
+//! plainly, as block lists are, or quoted without escapes). Those lines are read here, directly, and emptied from
 //! a copy of the file that serde_yaml then parses as usual (line numbers unchanged), so a
 //! 1,000,000-entry list never goes through serde_yaml's event list and value tree (~250 bytes
 //! and several allocations per entry, against 24 bytes here).
 //!
-//! Anything else in the list (quotes, flow style, nested nodes, a scalar continued on the next
-//! line, tabs, non-ASCII, a value YAML would read as a number, null or boolean) and the caller
+//! Anything else in the list (escapes, flow style, nested nodes, a scalar continued on the next
+//! line, tabs, non-ASCII, a plain value YAML would read as a number, null or boolean) and the caller
 //! takes the ordinary path for the whole file: this is only ever a faster way to the same
 //! result, which the tests check against serde_yaml on generated files.
 
@@ -56,9 +56,10 @@ pub fn split<'a>(text: &'a str, key: &str) -> Option<Split<'a>> {
             }
             let value = entry.trim_start_matches(' ');
             let column = (body.len() - value.len()) as u32 + 1;
-            let (scalar, after) = value.split_at(value.find(' ').unwrap_or(value.len()));
-            let after = after.trim_start_matches(' ');
-            if !is_plain_string(scalar) || !(after.is_empty() || after.starts_with('#')) {
+            let (scalar, after) = scalar(value)?;
+            // Then nothing, or a comment after a space.
+            let comment = after.trim_start_matches(' ');
+            if !(comment.is_empty() || (comment.starts_with('#') && after.starts_with(' '))) {
                 return None;
             }
             items.push((scalar, Pos { line: n, column }));
@@ -122,6 +123,28 @@ fn is_simple_key_line(line: &str) -> bool {
         && (after.is_empty() || after.starts_with(' '))
 }
 
+/// The string an entry's scalar stands for and what follows it on the line, when the scalar
+/// is plain (see [`is_plain_string`]) or quoted without escapes (`"x"` or `'x'` around
+/// printable ASCII without quotes or backslashes: always that very string).
+fn scalar(value: &str) -> Option<(&str, &str)> {
+    match value.as_bytes().first() {
+        Some(&q @ (b'"' | b'\'')) => {
+            let inner = &value[1..];
+            let end = inner.find(q as char)?;
+            let text = &inner[..end];
+            let plain = |c: &u8| (b' '..=b'~').contains(c) && !matches!(c, b'"' | b'\'' | b'\\');
+            text.as_bytes()
+                .iter()
+                .all(plain)
+                .then(|| (text, &inner[end + 1..]))
+        }
+        _ => {
+            let (scalar, after) = value.split_at(value.find(' ').unwrap_or(value.len()));
+            is_plain_string(scalar).then_some((scalar, after))
+        }
+    }
+}
+
 /// Whether YAML reads this plain scalar as this very string: ASCII letters, digits, `.`, `-`
 /// and `_`, starting with a letter or digit (no indicator), with a dot (so never null, a
 /// boolean or an integer in any base) and not a float. Nothing in it can start a comment, a
@@ -170,7 +193,7 @@ mod tests {
 
     #[test]
     fn reads_a_category_file() {
-        let text = "# Social\ndescription: Social networks\ndomains:   # all of them\n  # Meta\n  - facebook.com\n  -   fbcdn.net     # CDN\n\n# X\n  - x.com\n";
+        let text = "# Social\ndescription: Social networks\ndomains:   # all of them\n  # Meta\n  - facebook.com\n  -   fbcdn.net     # CDN\n\n# X\n  - 'x.com'\n";
         let s = split(text, "domains").unwrap();
         let items: Vec<_> = s
             .items
@@ -187,7 +210,8 @@ mod tests {
     #[test]
     fn anything_unusual_takes_the_ordinary_path() {
         for text in [
-            "domains:\n  - 'quoted.com'\n",
+            "domains:\n  - 'it''s.com'\n",
+            "domains:\n  - \"esc\\\\aped.com\"\n",
             "domains:\n  - 1.5\n",
             "domains:\n  - a.com\n    b.com\n",
             "domains:\n  - a.com\n   - b.com\n",
@@ -205,7 +229,7 @@ mod tests {
         }
     }
 
-    const LINES: [&str; 40] = [
+    const LINES: [&str; 51] = [
         "domains:",
         "domains: # c",
         "domains:#c",
@@ -246,6 +270,17 @@ mod tests {
         "  - café.com",
         "  - ~",
         "  - a.com # ok",
+        "  - \"a.com\"",
+        "  - 'b.example'   # c",
+        "  - \"*.x.com\"",
+        "  - \"a\\\\.com\"",
+        "  - \"a.com\"#c",
+        "  - \"\"",
+        "  - 'it''s.com'",
+        "  - \"1.5\"",
+        "  - \"a.com",
+        "  - 'a b.com'",
+        "  - \"null\" # c",
     ];
 
     /// On generated files the fast path, when it applies, agrees with serde_yaml: the same

@@ -357,6 +357,34 @@ mod tests {
         assert_eq!(memory.files.len(), disk.files.len());
     }
 
+    /// A block-style category list goes through `longlist`; its diagnostics are those of the
+    /// ordinary path (taken by the same list with one entry spelled with an escape, `\x2e`
+    /// for `.`, which `longlist` refuses).
+    #[test]
+    fn category_lists_report_alike_on_both_paths() {
+        let fast = "descripton: typo\ndomains:\n  # Meta\n  - facebook.com\n  - 10.0.0.1\n  - a..b.com   # empty label\n  - fine.example\n";
+        let slow = fast.replace("- fine.example", "- \"fine\\x2eexample\"");
+        assert!(longlist::split(fast, "domains").is_some());
+        assert!(longlist::split(&slow, "domains").is_none());
+        let m = messages(&[
+            ("egressd.yaml", ""),
+            ("categories/fast.yaml", fast),
+            ("categories/slow.yaml", &slow),
+        ]);
+        let (a, b): (Vec<_>, Vec<_>) = m.iter().partition(|d| d.starts_with("categories/fast"));
+        assert_eq!(a.len(), 3, "{m:?}");
+        for (a, b) in a.iter().zip(&b) {
+            assert_eq!(a.replace("fast.yaml", "slow.yaml"), **b);
+        }
+        assert!(
+            a[0].starts_with("categories/fast.yaml:1:1: unknown key `descripton`"),
+            "{}",
+            a[0]
+        );
+        assert!(a[1].starts_with("categories/fast.yaml:5:5: "), "{}", a[1]);
+        assert!(a[2].starts_with("categories/fast.yaml:6:5: "), "{}", a[2]);
+    }
+
     /// Writes a ministry file of `n` rules, block style or flow style.
     fn big_tree(n: usize, flow: bool) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
