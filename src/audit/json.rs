@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Timelike, Utc};
 
 use super::{field, Record};
-use crate::policy::host::Host;
+use crate::policy::host::{ipv4_text, Host};
 use crate::policy::model::Mode;
 use crate::policy::Outcome;
 use crate::proxy::respond::ErrorType;
@@ -84,7 +84,14 @@ impl LineWriter {
         }
         out.extend_from_slice(self.prefix.as_bytes());
         let millis = ts.nanosecond() % 1_000_000_000 / 1_000_000;
-        let _ = write!(out, ".{millis:03}Z\"");
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+            b'Z',
+            b'"',
+        ]);
     }
 }
 
@@ -105,7 +112,16 @@ fn value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> serde_json::
 
 /// An address as a JSON string (its text never needs escaping).
 fn ip(out: &mut Vec<u8>, a: IpAddr) {
-    let _ = write!(out, "\"{a}\"");
+    match a {
+        IpAddr::V4(v4) => {
+            out.push(b'"');
+            out.extend_from_slice(ipv4_text(v4, &mut [0; 15]).as_bytes());
+            out.push(b'"');
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "\"{v6}\"");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Connection timeouts without a timer per read: the I/O wrapper [`TrackedIo`] stamps every read
 //! and write into a shared [`Activity`], and one watchdog per connection sleeps until the
-//! deadline those stamps imply, re-arming only when it wakes early.
+//! deadline those stamps imply, re-arming only when it wakes early. Nothing on the request path
+//! wakes the watchdog: it never sleeps longer than `request_header` at a time, which is enough
+//! to see a head that started while it slept (see [`Activity::watch_connection`]).
 //!
 //! The contract's timeouts, as deadlines:
 //! - waiting for a request on a keep-alive connection: `timeouts.idle` from the end of the last
@@ -23,7 +25,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::limits::ConnSlot;
@@ -38,9 +39,6 @@ pub struct Activity {
     last_io_ms: AtomicU64,
     head_started_ms: AtomicU64,
     in_flight: AtomicU32,
-    /// Wakes the watchdog when its deadline moves earlier (a head started: `request_header`
-    /// is usually shorter than the idle time it was sleeping for).
-    rearm: Notify,
 }
 
 /// Why the watchdog closed a connection.
@@ -63,7 +61,6 @@ impl Activity {
             last_io_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(NOT_STARTED),
             in_flight: AtomicU32::new(0),
-            rearm: Notify::new(),
         }
     }
 
@@ -76,7 +73,6 @@ impl Activity {
         self.last_io_ms.store(now, Relaxed);
         if self.in_flight.load(Relaxed) == 0 && self.head_started_ms.load(Relaxed) == NOT_STARTED {
             self.head_started_ms.store(now, Relaxed);
-            self.rearm.notify_one();
         }
     }
 
@@ -106,27 +102,43 @@ impl Activity {
     }
 
     /// Resolves when the connection has been idle, or slow to send a head, for too long.
+    ///
+    /// A head that starts while the watchdog sleeps moves the deadline earlier, to its start +
+    /// `header`. Instead of being woken for it (a wake-up per request, on the hot path), the
+    /// watchdog sleeps at most `header` at a time: a head that started after the last check
+    /// has a deadline after the next wake-up, so it is still caught on time. An idle
+    /// keep-alive connection costs one timer wake-up per `header`.
     pub async fn watch_connection(&self, idle: Duration, header: Duration) -> Expired {
+        let header_ms = header.as_millis() as u64;
+        let sleep = tokio::time::sleep_until(self.epoch);
+        tokio::pin!(sleep);
         loop {
             let (deadline, why) = self.connection_deadline(idle, header);
-            if self.now_ms() >= deadline {
+            let now = self.now_ms();
+            if now >= deadline {
                 return why;
             }
-            tokio::select! {
-                _ = tokio::time::sleep_until(self.epoch + Duration::from_millis(deadline)) => {}
-                _ = self.rearm.notified() => {}
-            }
+            let wake = deadline.min(now.saturating_add(header_ms.max(1)));
+            sleep
+                .as_mut()
+                .reset(self.epoch + Duration::from_millis(wake));
+            sleep.as_mut().await;
         }
     }
 
     /// Resolves when no byte moved in either direction for `idle` (tunnels).
     pub async fn watch_idle(&self, idle: Duration) {
+        let sleep = tokio::time::sleep_until(self.epoch);
+        tokio::pin!(sleep);
         loop {
             let deadline = self.last_io_ms.load(Relaxed) + idle.as_millis() as u64;
             if self.now_ms() >= deadline {
                 return;
             }
-            tokio::time::sleep_until(self.epoch + Duration::from_millis(deadline)).await;
+            sleep
+                .as_mut()
+                .reset(self.epoch + Duration::from_millis(deadline));
+            sleep.as_mut().await;
         }
     }
 }
@@ -285,5 +297,49 @@ mod tests {
         let why = a.watch_connection(idle, header).await;
         assert_eq!(why, Expired::Idle);
         assert!(a.now_ms() >= 66_000);
+    }
+
+    /// A head that starts while the watchdog sleeps, with nothing to wake it, still expires at
+    /// its start + `request_header`, whenever in the watchdog's sleep it started.
+    #[tokio::test(start_paused = true)]
+    async fn head_started_mid_sleep_expires_on_time() {
+        for started_s in [1, 9, 10, 11, 25, 59] {
+            let a = Arc::new(Activity::new());
+            let idle = Duration::from_secs(60);
+            let header = Duration::from_secs(10);
+            let watch = {
+                let a = a.clone();
+                tokio::spawn(async move {
+                    let why = a.watch_connection(idle, header).await;
+                    (why, a.now_ms())
+                })
+            };
+            tokio::time::sleep(Duration::from_secs(started_s)).await;
+            a.on_read();
+            let (why, at) = watch.await.unwrap();
+            assert_eq!(why, Expired::RequestHeader, "head at {started_s} s");
+            let due = (started_s + 10) * 1000;
+            assert!(
+                (due..due + 5).contains(&at),
+                "head at {started_s} s: expired at {at} ms"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tunnel_idle_follows_the_last_byte() {
+        let a = Arc::new(Activity::new());
+        let idle = Duration::from_secs(30);
+        let watch = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                a.watch_idle(idle).await;
+                a.now_ms()
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        a.on_write();
+        let at = watch.await.unwrap();
+        assert!((50_000..50_005).contains(&at), "expired at {at} ms");
     }
 }

@@ -3,12 +3,19 @@
 //! produced it. A block is not an error: it carries the deciding rule and its reason.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 
 /// The name egressd gives itself in `Proxy-Status` and `Via`.
 pub const PROXY_NAME: &str = "egressd";
+
+/// RFC 9209's header. A constant: a `&str` name is parsed and hashed again on every insert.
+pub const PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 /// RFC 9209 §2.3 proxy error types that egressd produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,11 +117,7 @@ pub fn blocked(page: &BlockPage<'_>, request_headers: Option<&HeaderMap>) -> Res
     } else {
         block_text(page)
     };
-    let ctype = if html {
-        "text/html; charset=utf-8"
-    } else {
-        "text/plain; charset=utf-8"
-    };
+    let ctype = if html { HTML } else { TEXT };
     let mut resp = build(
         StatusCode::FORBIDDEN,
         proxy_status(ErrorType::HttpRequestDenied, page.rule),
@@ -151,12 +154,7 @@ fn error_with_status(status: StatusCode, error: ErrorType, details: &str) -> Res
         if details.is_empty() { "" } else { ": " },
         details
     );
-    let mut resp = build(
-        status,
-        proxy_status(error, details),
-        "text/plain; charset=utf-8",
-        body,
-    );
+    let mut resp = build(status, proxy_status(error, details), TEXT, body);
     resp.extensions_mut().insert(error);
     resp
 }
@@ -171,12 +169,7 @@ pub fn head_too_large(status: StatusCode, limit: &str) -> Response<Full<Bytes>> 
         status.canonical_reason().unwrap_or(""),
         error.as_str(),
     );
-    let mut resp = build(
-        status,
-        proxy_status(error, limit),
-        "text/plain; charset=utf-8",
-        body,
-    );
+    let mut resp = build(status, proxy_status(error, limit), TEXT, body);
     resp.extensions_mut().insert(error);
     resp
 }
@@ -191,7 +184,7 @@ pub fn auth_required() -> Response<Full<Bytes>> {
             ErrorType::HttpRequestDenied,
             "proxy authentication required",
         ),
-        "text/plain; charset=utf-8",
+        TEXT,
         "407 Proxy Authentication Required\negressd: proxy authentication required\n".into(),
     );
     resp.headers_mut().insert(
@@ -213,15 +206,16 @@ pub fn credentials_in_clear() -> Response<Full<Bytes>> {
 fn build(
     status: StatusCode,
     proxy_status: HeaderValue,
-    content_type: &'static str,
+    content_type: HeaderValue,
     body: String,
 ) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert("proxy-status", proxy_status);
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.reserve(4);
+    h.insert(PROXY_STATUS, proxy_status);
+    h.insert(CONTENT_TYPE, content_type);
+    h.insert(CACHE_CONTROL, NO_STORE);
     if matches!(
         status,
         StatusCode::BAD_REQUEST
@@ -231,7 +225,7 @@ fn build(
     ) {
         // After a malformed or unframeable request the stream position is unknown, and a client
         // that sent an oversized head is not worth keeping: do not reuse the connection.
-        h.insert(CONNECTION, HeaderValue::from_static("close"));
+        h.insert(CONNECTION, CLOSE);
     }
     resp
 }
@@ -250,16 +244,27 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 }
 
 fn block_text(p: &BlockPage<'_>) -> String {
-    let mut s = format!(
-        "Access to {} is blocked by egressd.\n\nMinistry: {}\nRule: {}\n",
-        p.host, p.ministry, p.rule
+    // Pushed piece by piece: `format!` costs more than the rest of a block answer.
+    let lines = [
+        ("Access to ", Some(p.host)),
+        (" is blocked by egressd.\n\nMinistry: ", Some(p.ministry)),
+        ("\nRule: ", Some(p.rule)),
+        ("\nReason: ", p.reason),
+        ("\nContact: ", p.contact),
+    ];
+    let mut s = String::with_capacity(
+        128 + lines
+            .iter()
+            .map(|(_, v)| v.map_or(0, str::len))
+            .sum::<usize>(),
     );
-    if let Some(r) = p.reason {
-        s.push_str(&format!("Reason: {r}\n"));
+    for (label, value) in lines {
+        if let Some(v) = value {
+            s.push_str(label);
+            s.push_str(v);
+        }
     }
-    if let Some(c) = p.contact {
-        s.push_str(&format!("Contact: {c}\n"));
-    }
+    s.push('\n');
     s
 }
 
