@@ -58,6 +58,34 @@ pub struct Shared {
     pub health: Health,
 }
 
+impl Shared {
+    /// The state of a server about to serve `snap`: everything but what the caller chooses
+    /// (the resolver, the metrics and audit log `snap` was built with) follows from `snap`'s
+    /// settings or starts empty. The one constructor, so a new field cannot be forgotten by
+    /// the app or the in-process fuzz harness.
+    pub fn new(snap: Snapshot, resolver: Resolver, metrics: Arc<Metrics>, audit: AuditLog) -> Self {
+        let s = &snap.settings;
+        let connect_timeout_ms = Arc::new(AtomicU64::new(s.timeouts.connect.as_millis() as u64));
+        let limiter = ConnLimiter::new(
+            s.limits.max_connections,
+            s.limits.max_connections_per_client,
+        );
+        Shared {
+            snapshot: ArcSwap::from_pointee(snap),
+            resolver,
+            upstreams: Pool::new(connect_timeout_ms.clone()),
+            connect_timeout_ms,
+            limiter,
+            tasks: TaskTracker::new(),
+            draining: CancellationToken::new(),
+            tls_handshake_failures: AtomicU64::new(0),
+            metrics,
+            audit,
+            health: Health::default(),
+        }
+    }
+}
+
 /// Per-connection context handed to every request of the connection.
 pub struct ConnCtx {
     pub peer: SocketAddr,
