@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use chrono::Utc;
 use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
+use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -48,8 +49,8 @@ pub struct Shared {
     pub tasks: TaskTracker,
     /// Cancelled when the drain starts: connections finish their request and close.
     pub draining: CancellationToken,
-    /// TLS listener handshakes that failed or timed out since start (a counter to export).
-    pub tls_handshake_failures: AtomicU64,
+    /// TLS listener handshakes that failed or timed out: `egressd_tls_handshake_failures_total`.
+    pub tls_handshake_failures: IntCounter,
     /// The app's metric families (per-policy handles live in the snapshot).
     pub metrics: Arc<Metrics>,
     /// The audit queue's sending side.
@@ -78,7 +79,7 @@ impl Shared {
             limiter,
             tasks: TaskTracker::new(),
             draining: CancellationToken::new(),
-            tls_handshake_failures: AtomicU64::new(0),
+            tls_handshake_failures: metrics.tls_handshake_failures(),
             metrics,
             audit,
             health: Health::default(),
