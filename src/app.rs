@@ -5,22 +5,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, AdminCtx, Health};
+use crate::admin::{self, AdminCtx};
 use crate::audit::{self, AuditLog, Sink};
 use crate::config::{self, Diagnostic};
 use crate::metrics::Metrics;
 use crate::proxy::dial::Resolver;
-use crate::proxy::limits::ConnLimiter;
 use crate::proxy::listener::{self, Transport};
 use crate::proxy::service::Shared;
 use crate::proxy::upstream::Pool;
@@ -104,23 +99,8 @@ impl Server {
                 tracing::warn!(error = %e, "no SIGUSR1 handler: the audit file will not be reopened")
             }
         }
-        let connect_timeout_ms = Arc::new(AtomicU64::new(s.timeouts.connect.as_millis() as u64));
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(snap),
-            resolver: Resolver::new(&s.dns.servers),
-            upstreams: Pool::new(connect_timeout_ms.clone()),
-            connect_timeout_ms,
-            limiter: ConnLimiter::new(
-                s.limits.max_connections,
-                s.limits.max_connections_per_client,
-            ),
-            tasks: TaskTracker::new(),
-            draining: CancellationToken::new(),
-            tls_handshake_failures: AtomicU64::new(0),
-            metrics,
-            audit,
-            health: Health::default(),
-        });
+        let resolver = Resolver::new(&s.dns.servers);
+        let shared = Arc::new(Shared::new(snap, resolver, metrics, audit));
         let mut proxy_addrs = Vec::new();
         let mut listeners = Vec::new();
         for addr in &s.listen.proxy {

@@ -13,19 +13,14 @@
 //!   connection per input.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use http::uri::{Authority, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::admin::Health;
 use crate::audit::{AuditLog, Sink};
 use crate::cache::DecisionCache;
 use crate::config;
@@ -33,9 +28,7 @@ use crate::metrics::Metrics;
 use crate::policy::host::{normalize_host, Host};
 use crate::policy::Policy;
 use crate::proxy::dial::Resolver;
-use crate::proxy::limits::ConnLimiter;
 use crate::proxy::service::Shared;
-use crate::proxy::upstream::Pool;
 use crate::proxy::{listener, sni, target};
 use crate::snapshot::Snapshot;
 
@@ -286,29 +279,12 @@ impl RequestPath {
         let metrics = Arc::new(Metrics::new());
         let snap = Snapshot::build(&loaded, 1, &metrics);
         metrics.install_snapshot(&snap);
-        let s = snap.settings.clone();
         let audit = AuditLog::start(
             Sink::Writer(Box::new(std::io::sink())),
             1024,
             metrics.audit_counters(),
         );
-        let connect_timeout_ms = Arc::new(AtomicU64::new(s.timeouts.connect.as_millis() as u64));
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(snap),
-            resolver: Resolver::static_only(),
-            upstreams: Pool::new(connect_timeout_ms.clone()),
-            connect_timeout_ms,
-            limiter: ConnLimiter::new(
-                s.limits.max_connections,
-                s.limits.max_connections_per_client,
-            ),
-            tasks: TaskTracker::new(),
-            draining: CancellationToken::new(),
-            tls_handshake_failures: AtomicU64::new(0),
-            metrics,
-            audit,
-            health: Health::default(),
-        });
+        let shared = Arc::new(Shared::new(snap, Resolver::static_only(), metrics, audit));
         RequestPath {
             shared,
             origin_port: port,

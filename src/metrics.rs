@@ -1,4 +1,5 @@
-//! Every metric family of the contract, declared here once and registered into a
+//! Every metric family of the contract, and the few egressd adds to it
+//! (`egressd_tls_handshake_failures_total`), declared here once and registered into a
 //! [`prometheus::Registry`] the app owns (never the crate's global registry).
 //!
 //! # Hot path
@@ -121,6 +122,7 @@ pub struct Metrics {
     rule_expiry: GaugeVec,
     audit_written: IntCounter,
     audit_failed: IntCounter,
+    tls_handshake_failures: IntCounter,
     /// Label sets of the installed policy gauges, to remove stale ones on the next install.
     installed: Mutex<Installed>,
 }
@@ -291,6 +293,15 @@ impl Metrics {
             )
             .unwrap(),
         );
+        let tls_handshake_failures = reg(
+            &r,
+            IntCounter::with_opts(opts(
+                "egressd_tls_handshake_failures_total",
+                "TLS listener handshakes that failed or did not finish within \
+                 timeouts.request_header.",
+            ))
+            .unwrap(),
+        );
         let build_info = reg(
             &r,
             IntGaugeVec::new(
@@ -315,6 +326,7 @@ impl Metrics {
             reloads: ["success", "failure"].map(|x| reload_vec.with_label_values(&[x])),
             audit_written: audit_vec.with_label_values(&["written"]),
             audit_failed: audit_vec.with_label_values(&["failed"]),
+            tls_handshake_failures,
             registry: r,
             requests,
             request_duration,
@@ -358,6 +370,11 @@ impl Metrics {
     /// The audit writer's counters: (written, failed).
     pub fn audit_counters(&self) -> (IntCounter, IntCounter) {
         (self.audit_written.clone(), self.audit_failed.clone())
+    }
+
+    /// The TLS listener's failed-handshake counter (for [`Shared`](crate::proxy::service::Shared)).
+    pub fn tls_handshake_failures(&self) -> IntCounter {
+        self.tls_handshake_failures.clone()
     }
 
     /// Sets the policy gauges from a snapshot about to serve, removing label sets of the
@@ -727,6 +744,7 @@ mod tests {
         m.upstream_error(ErrorType::DnsError);
         m.upstream_error(ErrorType::HttpRequestDenied); // not an upstream error
         m.reload(false);
+        m.tls_handshake_failures().inc();
         let c = m.connection(Listener::Admin);
         let text = m.render(7);
         assert!(text.contains("egressd_decision_cache_lookups_total{result=\"hit\"} 1"));
@@ -739,6 +757,7 @@ mod tests {
         assert!(text.contains("egressd_policy_reloads_total{result=\"success\"} 0"));
         assert!(text.contains("egressd_connections_active{listener=\"admin\"} 1"));
         assert!(text.contains("egressd_decision_cache_entries 7"));
+        assert!(text.contains("egressd_tls_handshake_failures_total 1"));
         assert!(text.contains(&format!(
             "egressd_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")

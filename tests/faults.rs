@@ -16,20 +16,9 @@ use std::time::Duration;
 
 use common::obs::{self, Sample};
 use common::origin::{self, Framing, Origin};
-use common::{Proxy, RawResponse};
+use common::{error_type, Proxy, RawResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn error_type(r: &RawResponse) -> String {
-    let ps = r.header("proxy-status").unwrap_or_default();
-    ps.split("error=")
-        .nth(1)
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .to_owned()
-}
 
 fn upstream_errors(m: &[Sample], error: &str) -> f64 {
     obs::value(m, "egressd_upstream_errors_total", &[("error", error)]).unwrap_or(0.0)

@@ -1,11 +1,12 @@
 //! `deploy/kubernetes/`, `deploy/systemd/`: the manifests agree with the files they mirror and
 //! with each other. The PrometheusRule carries exactly `deploy/prometheus/alerts.yaml`; the
 //! policy ConfigMaps carry exactly `config/policies/` and `config/categories/`; the Kubernetes
-//! `egressd.yaml`, laid out as the Deployment mounts it, passes `egressd check --strict`; probes,
-//! grace periods, Services, the ServiceMonitor and the NetworkPolicy fit together. Schema
-//! validation of the built-in kinds is `kubernetes-validate` in `.ci/run`.
+//! `egressd.yaml`, laid out as the Deployment mounts it, passes `egressd check --strict` and sets
+//! every key the shipped `config/egressd.yaml` sets; probes, grace periods, Services, the
+//! ServiceMonitor and the NetworkPolicy fit together. Schema validation of the built-in kinds is
+//! `kubernetes-validate` in `.ci/run`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -146,6 +147,44 @@ fn kubernetes_config_as_mounted_passes_check_strict() {
             "{sub} not mounted"
         );
     }
+}
+
+/// The settings (sections and their keys, not data such as `identity.sources` entries) a
+/// configuration file sets.
+fn setting_keys(cfg: &Value) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for (section, v) in cfg.as_mapping().unwrap() {
+        let section = section.as_str().unwrap();
+        keys.insert(section.to_owned());
+        if matches!(section, "listen" | "identity" | "egress" | "tunnel" | "dns")
+            || matches!(
+                section,
+                "forwarding" | "timeouts" | "limits" | "cache" | "audit" | "pac"
+            )
+        {
+            for k in v.as_mapping().unwrap().keys() {
+                keys.insert(format!("{section}.{}", k.as_str().unwrap()));
+            }
+        }
+    }
+    keys
+}
+
+/// The Kubernetes `egressd.yaml` shows every setting the shipped example does (so a new key
+/// reaches both), except `tests:`: policy tests run in the policy repository's CI, not the pod.
+#[test]
+fn kubernetes_config_sets_every_key_the_shipped_config_sets() {
+    let k8s: Value = serde_yaml::from_str(&k8s_egressd_yaml()).unwrap();
+    let shipped: Value = serde_yaml::from_str(&read("config/egressd.yaml")).unwrap();
+    let k8s = setting_keys(&k8s);
+    let missing: Vec<_> = (setting_keys(&shipped).difference(&k8s))
+        .filter(|k| *k != "tests")
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "deploy/kubernetes/configmap.yaml lacks {missing:?}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The TLS proxy listener with real clients (a rustls client, and curl `--proxy https://…` when
 //! present), and the identity order: client certificate, credentials (argon2 and bcrypt), source
-//! CIDR, default ministry; 407s; Basic over plain text; handshake failures; certificate reload.
+//! CIDR, default ministry; 407s; Basic over plain text; handshake failures and their metric;
+//! certificate reload.
 //!
 //! Identities are told apart by what `GET http://other.test/` gets: `agriculture` is allowed
 //! (200), `health` and `guest` are blocked by their own `_default` (the rule is in the 403's
@@ -9,10 +10,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine;
+use common::obs;
 use common::pki::{Issued, Pki};
 use common::{origin, tls, ConfigTree, RawResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -319,11 +320,53 @@ async fn failed_handshakes_are_counted_and_harm_no_one() {
     wait_closed(&mut plain).await;
     wait_closed(&mut silent).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while failures.load(Ordering::Relaxed) < 3 && tokio::time::Instant::now() < deadline {
+    while failures.get() < 3 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(failures.load(Ordering::Relaxed), 3);
+    assert_eq!(failures.get(), 3);
     assert_eq!(s.get_tls("127.0.0.1", None, "").await.status, 200);
+}
+
+/// `egressd_tls_handshake_failures_total` as `/metrics` on the admin listener shows it.
+async fn scraped_handshake_failures(p: &common::Proxy) -> f64 {
+    let m = obs::scrape(p).await;
+    obs::value(&m, "egressd_tls_handshake_failures_total", &[]).expect("the counter is exported")
+}
+
+#[tokio::test]
+async fn handshake_failures_are_exported_on_metrics() {
+    let s = setup(false, "5s").await;
+    let before = scraped_handshake_failures(&s.proxy).await;
+    // Bytes that are not a TLS record.
+    let mut garbage = common::connect_from("127.0.0.1", s.tls_addr).await;
+    garbage
+        .write_all(b"\x00\x01 these bytes are not a TLS record\r\n\r\n")
+        .await
+        .unwrap();
+    wait_closed(&mut garbage).await;
+    // A real ClientHello, then gone once the proxy has answered with its first flight.
+    let mut hello = Vec::new();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    rustls::ClientConnection::new(s.trust(None), name)
+        .unwrap()
+        .write_tls(&mut hello)
+        .unwrap();
+    let mut quitter = common::connect_from("127.0.0.1", s.tls_addr).await;
+    quitter.write_all(&hello).await.unwrap();
+    let mut flight = [0u8; 5];
+    quitter.read_exact(&mut flight).await.unwrap();
+    assert_eq!(flight[0], 0x16, "the proxy answers with a handshake record");
+    drop(quitter);
+    // A complete handshake is not a failure.
+    assert_eq!(s.get_tls("127.0.0.1", None, "").await.status, 200);
+    // The proxy counts the quitter when it reads the close, after the scrape may have run.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut after = scraped_handshake_failures(&s.proxy).await;
+    while after < before + 2.0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = scraped_handshake_failures(&s.proxy).await;
+    }
+    assert_eq!(after - before, 2.0);
 }
 
 #[tokio::test]

@@ -62,17 +62,28 @@ async fn open(proxy: SocketAddr, target: SocketAddr, first: &[u8]) -> TcpStream 
     // Tunnel bytes in the same write as the head: hyper reads them with it.
     head.extend_from_slice(first);
     s.write_all(&head).await.unwrap();
-    // The 200's head byte by byte: tunnel bytes may follow it in the same segment.
-    let mut got = Vec::new();
-    while !got.ends_with(b"\r\n\r\n") {
-        got.push(s.read_u8().await.unwrap());
-    }
-    assert!(
-        got.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&got)
-    );
+    // Tunnel bytes may follow the 200 in the same segment; read_response leaves them.
+    let r = common::read_response(&mut s).await;
+    assert_eq!(r.status, 200, "{r:?}");
     s
+}
+
+/// What [`open`] relies on: `common::read_response` stops where the response ends, leaving the
+/// tunnel bytes after a CONNECT 200 (or a pipelined response after a body) to the caller.
+#[tokio::test]
+async fn read_response_leaves_what_follows_the_response() {
+    let mut rest: &[u8] = b"HTTP/1.1 200 OK\r\n\r\nfirst tunnel bytes";
+    let r = common::read_response(&mut rest).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b""[..]));
+    assert_eq!(rest, b"first tunnel bytes");
+    let mut rest: &[u8] = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno\
+        HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n1\r\nd\r\n0\r\nT: 1\r\n\r\n\
+        next";
+    let r = common::read_response(&mut rest).await;
+    assert_eq!((r.status, r.body.as_slice()), (403, &b"no"[..]));
+    let r = common::read_response(&mut rest).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"abcd"[..]));
+    assert_eq!(rest, b"next");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,20 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::origin;
+use common::{error_type, origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn error_type(r: &common::RawResponse) -> String {
-    let ps = r.header("proxy-status").unwrap_or_default();
-    ps.split("error=")
-        .nth(1)
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .to_owned()
-}
 
 #[tokio::test]
 async fn egress_guard_refuses_internal_destinations() {

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use chrono::Utc;
 use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
+use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -48,14 +49,42 @@ pub struct Shared {
     pub tasks: TaskTracker,
     /// Cancelled when the drain starts: connections finish their request and close.
     pub draining: CancellationToken,
-    /// TLS listener handshakes that failed or timed out since start (a counter to export).
-    pub tls_handshake_failures: AtomicU64,
+    /// TLS listener handshakes that failed or timed out: `egressd_tls_handshake_failures_total`.
+    pub tls_handshake_failures: IntCounter,
     /// The app's metric families (per-policy handles live in the snapshot).
     pub metrics: Arc<Metrics>,
     /// The audit queue's sending side.
     pub audit: AuditLog,
     /// Readiness and draining, for `/readyz`.
     pub health: Health,
+}
+
+impl Shared {
+    /// The state of a server about to serve `snap`: everything but what the caller chooses
+    /// (the resolver, the metrics and audit log `snap` was built with) follows from `snap`'s
+    /// settings or starts empty. The one constructor, so a new field cannot be forgotten by
+    /// the app or the in-process fuzz harness.
+    pub fn new(snap: Snapshot, resolver: Resolver, metrics: Arc<Metrics>, audit: AuditLog) -> Self {
+        let s = &snap.settings;
+        let connect_timeout_ms = Arc::new(AtomicU64::new(s.timeouts.connect.as_millis() as u64));
+        let limiter = ConnLimiter::new(
+            s.limits.max_connections,
+            s.limits.max_connections_per_client,
+        );
+        Shared {
+            snapshot: ArcSwap::from_pointee(snap),
+            resolver,
+            upstreams: Pool::new(connect_timeout_ms.clone()),
+            connect_timeout_ms,
+            limiter,
+            tasks: TaskTracker::new(),
+            draining: CancellationToken::new(),
+            tls_handshake_failures: metrics.tls_handshake_failures(),
+            metrics,
+            audit,
+            health: Health::default(),
+        }
+    }
 }
 
 /// Per-connection context handed to every request of the connection.

@@ -10,14 +10,14 @@
 //! - With `client_ca`, client certificates are requested and verified against that bundle, but
 //!   not required: a client without one is served and identified by the other methods.
 //! - The handshake must finish within `timeouts.request_header`; a failed or slow handshake is
-//!   counted in [`Shared::tls_handshake_failures`] and ends only its own connection task.
+//!   counted in `egressd_tls_handshake_failures_total` ([`Shared::tls_handshake_failures`])
+//!   and ends only its own connection task.
 //! - Over the connection caps a TLS client is closed before the handshake: a plain-text 503
 //!   would be garbage to it, and the handshake is the expensive part the caps protect.
 //! - Only `http/1.1` is offered by ALPN; the proxy speaks HTTP/1.1.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rustls::server::WebPkiClientVerifier;
@@ -172,16 +172,12 @@ pub(crate) async fn handshake_and_serve(
     let stream = match tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            shared
-                .tls_handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
+            shared.tls_handshake_failures.inc();
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            shared
-                .tls_handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
+            shared.tls_handshake_failures.inc();
             tracing::debug!(%peer, "TLS handshake timed out");
             return;
         }

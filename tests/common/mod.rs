@@ -212,7 +212,10 @@ pub async fn get_from(src: &str, proxy: SocketAddr, url: &str) -> RawResponse {
     read_response(&mut s).await
 }
 
-/// Reads one response from `s`: head, then a Content-Length or chunked body, or until close.
+/// Reads one response from `s`: the head, then exactly its body (Content-Length, chunked, or
+/// until close when neither is given; none for a CONNECT 200, 1xx, 204 and 304). Never reads
+/// a byte past the response, so what follows it on the connection (a tunnel's first bytes after
+/// a CONNECT 200, a pipelined response) is left for the caller.
 pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
     tokio::time::timeout(Duration::from_secs(10), read_response_inner(s))
         .await
@@ -220,21 +223,19 @@ pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
 }
 
 async fn read_response_inner<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
+    // Byte by byte: any read past the blank line could take bytes that are not the head's.
     let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = s.read(&mut chunk).await.unwrap();
+    while !buf.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = s.read(&mut byte).await.unwrap();
         assert!(
             n > 0,
             "connection closed before a response head: {:?}",
             String::from_utf8_lossy(&buf)
         );
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
     let mut lines = head.split("\r\n");
     let status: u16 = lines
         .next()
@@ -251,42 +252,28 @@ async fn read_response_inner<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
             (k.trim().to_owned(), v.trim().to_owned())
         })
         .collect();
-    let mut body = buf[head_end..].to_vec();
     let get = |n: &str| {
         headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(n))
             .map(|(_, v)| v.clone())
     };
-    if status == 200 && get("content-length").is_none() && get("transfer-encoding").is_none() {
-        // CONNECT 200: no body.
-        return RawResponse {
-            status,
-            headers,
-            body,
-        };
-    }
-    if let Some(len) = get("content-length") {
-        let len: usize = len.parse().unwrap();
-        while body.len() < len {
-            let mut chunk = vec![0u8; 65536];
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed mid-body");
-            body.extend_from_slice(&chunk[..n]);
-        }
-        body.truncate(len);
-    } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        // Only the tail can hold the terminator: searching it keeps large bodies linear.
-        while !body.ends_with(b"0\r\n\r\n") {
-            let mut chunk = vec![0u8; 65536];
-            let n = s.read(&mut chunk).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-        body = dechunk(&body);
-    }
+    let length = get("content-length").map(|v| v.parse::<usize>().unwrap());
+    let chunked = get("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let no_body = status < 200 || status == 204 || status == 304
+        // A CONNECT 200: tunnel bytes, not a body, follow its head.
+        || (status == 200 && length.is_none() && !chunked);
+    let body = if no_body {
+        Vec::new()
+    } else if chunked {
+        read_chunked(s).await
+    } else if let Some(len) = length {
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.expect("closed mid-body");
+        body
+    } else {
+        read_until_close(s).await
+    };
     RawResponse {
         status,
         headers,
@@ -294,30 +281,71 @@ async fn read_response_inner<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
     }
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(i) = find(b, b"\r\n") {
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&b[..i])
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .trim(),
-            16,
-        )
-        .unwrap();
+/// A chunked body up to and including its last chunk and trailer section, decoded. A body cut
+/// short by the peer is returned as far as it got.
+async fn read_chunked<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let Some(line) = read_line(s).await else {
+            return body;
+        };
+        let size = line.split(';').next().unwrap().trim();
+        let size =
+            usize::from_str_radix(size, 16).unwrap_or_else(|_| panic!("chunk size {line:?}"));
         if size == 0 {
-            break;
+            // Trailer fields, then the blank line that ends the message.
+            while read_line(s).await.is_some_and(|l| !l.is_empty()) {}
+            return body;
         }
-        out.extend_from_slice(&b[i + 2..i + 2 + size]);
-        b = &b[i + 2 + size + 2..];
+        let start = body.len();
+        body.resize(start + size + 2, 0);
+        if s.read_exact(&mut body[start..]).await.is_err() {
+            body.truncate(start);
+            return body;
+        }
+        assert_eq!(&body[start + size..], b"\r\n", "chunk data ends with CRLF");
+        body.truncate(start + size);
     }
-    out
+}
+
+/// One CRLF-terminated line, without the CRLF; `None` at end of stream or on an error.
+async fn read_line<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        let mut byte = [0u8; 1];
+        match s.read(&mut byte).await {
+            Ok(1) => line.push(byte[0]),
+            _ => return None,
+        }
+    }
+    line.truncate(line.len() - 2);
+    Some(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// Everything until the peer closes (or resets) the connection.
+async fn read_until_close<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    while let Ok(n @ 1..) = s.read(&mut chunk).await {
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The RFC 9209 error type in a response's `Proxy-Status` (its `error=` parameter), or `""`.
+pub fn error_type(r: &RawResponse) -> String {
+    let ps = r.header("proxy-status").unwrap_or_default();
+    ps.split("error=")
+        .nth(1)
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// A GET through the proxy in absolute form.
