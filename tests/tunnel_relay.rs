@@ -1,7 +1,8 @@
 //! The tunnel relay after the first bytes: megabytes both ways at once, half-closes passed on
 //! in each direction, bytes the client sent together with its CONNECT head, and the byte
 //! counts in the audit record and `egressd_bytes_total`. On the plain listener this is the
-//! `splice(2)` relay (`proxy::splice`).
+//! `splice(2)` relay (`proxy::splice`); each test runs again with `tunnel.splice: false`, the
+//! copying relay that also takes over when the pipe quota is used up.
 
 mod common;
 
@@ -11,12 +12,12 @@ use common::obs;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-fn tree(origin_port: u16) -> common::ConfigTree {
+fn tree(origin_port: u16, splice: bool) -> common::ConfigTree {
     let yaml = common::egressd_yaml("")
         .replace("egress:\n  allow_private_cidrs: [127.0.0.0/8]\n", "")
         + &format!(
             "egress:\n  allow_private_cidrs: [127.0.0.0/8]\n  connect_ports: [{origin_port}]\n\
-             tunnel:\n  allow_non_tls: true\n"
+             tunnel:\n  allow_non_tls: true\n  splice: {splice}\n"
         );
     common::ConfigTree::new(
         &yaml,
@@ -88,11 +89,20 @@ async fn read_response_leaves_what_follows_the_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn megabytes_each_way_with_half_closes_and_exact_counts() {
+    megabytes_each_way(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn megabytes_each_way_copied() {
+    megabytes_each_way(false).await;
+}
+
+async fn megabytes_each_way(splice: bool) {
     let up = data(6 << 20, 1);
     let down = data(5 << 20, 2);
     let first = b"hello, first bytes with the CONNECT head\n".to_vec();
     let (origin, got) = sink_then_reply(down.clone()).await;
-    let p = common::start(tree(origin.port())).await;
+    let p = common::start(tree(origin.port(), splice)).await;
     let s = open(p.addr, origin, &first).await;
     let (mut r, mut w) = s.into_split();
     // Client → origin, then the client's half-close; the origin answers only after seeing it,
@@ -141,6 +151,15 @@ async fn megabytes_each_way_with_half_closes_and_exact_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_half_close_leaves_the_client_direction_open() {
+    origin_half_close(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_half_close_copied() {
+    origin_half_close(false).await;
+}
+
+async fn origin_half_close(splice: bool) {
     // The origin greets, half-closes, then still reads what the client sends.
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = l.local_addr().unwrap();
@@ -152,7 +171,7 @@ async fn origin_half_close_leaves_the_client_direction_open() {
         s.read_to_end(&mut got).await.unwrap();
         got
     });
-    let p = common::start(tree(origin.port())).await;
+    let p = common::start(tree(origin.port(), splice)).await;
     let mut s = open(p.addr, origin, b"x").await;
     let mut greeting = Vec::new();
     s.read_to_end(&mut greeting).await.unwrap();

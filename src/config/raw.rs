@@ -70,6 +70,7 @@ pub struct RawEgress {
 #[serde(deny_unknown_fields, default, expecting = "a `tunnel:` mapping")]
 pub struct RawTunnel {
     pub allow_non_tls: bool,
+    pub splice: Option<bool>,
 }
 
 #[derive(serde::Deserialize, Debug, Default)]

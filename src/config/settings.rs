@@ -88,9 +88,21 @@ pub struct Egress {
     pub connect_ports: Vec<u16>,
 }
 
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Tunnel {
     pub allow_non_tls: bool,
+    /// Relay plain-listener tunnels with `splice(2)` (default); `false` copies through user
+    /// space, as tunnels do anyway once the pipe quota is used up.
+    pub splice: bool,
+}
+
+impl Default for Tunnel {
+    fn default() -> Self {
+        Tunnel {
+            allow_non_tls: false,
+            splice: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]

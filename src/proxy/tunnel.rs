@@ -13,7 +13,7 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::activity::{RequestGuard, TrackedIo};
@@ -168,6 +168,7 @@ async fn run(
         return record;
     }
     ex.count();
+    let splice = snap.settings.tunnel.splice;
     drop(snap);
     let activity = ctx.activity.clone();
     let mut upstream = TrackedIo::new(upstream, activity.clone()).metered(ex.tunnel_meter());
@@ -176,12 +177,18 @@ async fn run(
         return record;
     }
     record.bytes = match plain_tcp(client) {
-        Ok((client, unread)) => {
+        Ok((mut client, unread)) => {
             if upstream.write_all(&unread).await.is_err() {
                 record.end = TunnelEnd::UpstreamFailed;
                 return record;
             }
-            relay_spliced(client.get_ref(), &mut upstream, &activity, idle).await
+            match splice.then(super::splice::Pipes::new).flatten() {
+                Some(mut pipes) => {
+                    let client = client.get_ref();
+                    relay_spliced(client, &mut upstream, &mut pipes, &activity, idle).await
+                }
+                None => relay(&mut client, &mut upstream, &activity, idle).await,
+            }
         }
         Err(mut client) => relay(&mut client, &mut upstream, &activity, idle).await,
     };
@@ -304,6 +311,7 @@ fn plain_tcp(
 async fn relay_spliced(
     client: &TcpStream,
     upstream: &mut TrackedIo<TcpStream>,
+    pipes: &mut super::splice::Pipes,
     activity: &super::activity::Activity,
     idle: std::time::Duration,
 ) -> Option<(u64, u64)> {
@@ -314,7 +322,7 @@ async fn relay_spliced(
     let counters = counters.as_ref().map(|(up, down)| (up, down));
     let flows = super::splice::Flows::default();
     let result = tokio::select! {
-        r = super::splice::relay(client, upstream.get_ref(), activity, counters, &flows) => r,
+        r = super::splice::relay(client, upstream.get_ref(), pipes, activity, counters, &flows) => r,
         _ = activity.watch_idle(idle) => {
             tracing::debug!("tunnel idle timeout");
             Err(std::io::ErrorKind::TimedOut.into())
@@ -333,11 +341,12 @@ async fn relay_spliced(
     }
 }
 
-/// Copies both ways; the client side already stamps the connection's activity (its I/O is
-/// tracked underneath hyper's upgrade), the upstream side is tracked by its wrapper. Returns
+/// Copies both ways (tunnels of the TLS listener, plain ones without pipes or with
+/// `tunnel.splice: false`); the client side already stamps the connection's activity (it is the
+/// tracked socket, or one underneath hyper's upgrade), the upstream side is tracked by its wrapper. Returns
 /// the byte counts (client → origin, origin → client) unless the idle timeout ended it.
-async fn relay(
-    client: &mut TokioIo<hyper::upgrade::Upgraded>,
+async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut C,
     upstream: &mut TrackedIo<TcpStream>,
     activity: &super::activity::Activity,
     idle: std::time::Duration,

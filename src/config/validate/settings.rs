@@ -51,6 +51,7 @@ pub fn settings(
         egress: egress(report, &section("egress"), raw.egress),
         tunnel: Tunnel {
             allow_non_tls: raw.tunnel.allow_non_tls,
+            splice: raw.tunnel.splice.unwrap_or(true),
         },
         dns: dns(report, &section("dns"), raw.dns),
         forwarding: Forwarding {
