@@ -12,6 +12,8 @@
 #   --keep-tmp       keep the temp dir (configs, egressd and wrk logs)
 #   env EGRESSD_BIN  the binary (default target/release/egressd; build it first with
 #                    `cargo build --release --bins --examples`)
+#   env GLIBC_TUNABLES  egressd's allocator tunables (default: the shipped units' fixed
+#                    mmap threshold; set it empty to run without)
 #   env POLICY_BUILD_BIN  examples/policy_build next to it, for the control run (skipped
 #                    when missing)
 #
@@ -126,7 +128,10 @@ egress: {allow_private_cidrs: [127.0.0.0/8]}
 audit: {file: /dev/null}
 YAML
 started=$SECONDS
-RUST_LOG=egressd=info "$BIN" run --config "$C/egressd.yaml" 2> "$T/egressd.log" &
+# The allocator setting of the shipped systemd unit and image (a replaced policy's memory goes
+# back to the system); GLIBC_TUNABLES= in the environment runs without it.
+GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.mmap_threshold=131072} \
+  RUST_LOG=egressd=info "$BIN" run --config "$C/egressd.yaml" 2> "$T/egressd.log" &
 EGRESSD=$!
 PIDS=("$EGRESSD" "${PIDS[@]}")   # stopped first
 PROXY=""
