@@ -45,12 +45,16 @@ fn render(diags: &[Diagnostic]) -> String {
 pub struct Options {
     /// Records the audit queue holds before requests wait ([`audit::DEFAULT_QUEUE`]).
     pub audit_queue: usize,
+    /// Serve the plain proxy listeners on this many threads of their own, each a single-thread
+    /// runtime with its own `SO_REUSEPORT` socket and origin pool; 0: on the caller's runtime.
+    pub per_core: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             audit_queue: audit::DEFAULT_QUEUE,
+            per_core: 0,
         }
     }
 }
@@ -103,7 +107,13 @@ impl Server {
         let shared = Arc::new(Shared::new(snap, resolver, metrics, audit));
         let mut proxy_addrs = Vec::new();
         let mut listeners = Vec::new();
-        for addr in &s.listen.proxy {
+        for addr in s.listen.proxy.iter().filter(|_| opts.per_core > 0) {
+            let local =
+                per_core(*addr, opts.per_core, &shared).map_err(|e| AppError::Bind(*addr, e))?;
+            tracing::info!(address = %local, threads = opts.per_core, "proxy listening");
+            proxy_addrs.push(local);
+        }
+        for addr in s.listen.proxy.iter().filter(|_| opts.per_core == 0) {
             let l = TcpListener::bind(addr)
                 .await
                 .map_err(|e| AppError::Bind(*addr, e))?;
@@ -228,11 +238,58 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Per-core listener threads stop accepting on the drain signal and end with their
+        // last connection.
+        self.shared.draining.cancel();
+        self.shared.tasks.close();
         self.reload_task.abort();
         for t in self.listeners.iter().chain(&self.admin_tasks) {
             t.abort();
         }
     }
+}
+
+/// Binds `threads` sockets to `addr` with `SO_REUSEPORT` (the kernel spreads new connections
+/// over them) and serves each on a thread of its own: a single-thread runtime whose
+/// connections, origin pool and timers never leave it. After the drain starts each thread keeps
+/// running until every tracked task is done (the process exit ends what the grace leaves).
+fn per_core(addr: SocketAddr, threads: usize, shared: &Arc<Shared>) -> std::io::Result<SocketAddr> {
+    use socket2::{Domain, Socket, Type};
+    let mut bind_to = addr;
+    for i in 0..threads {
+        let sock = Socket::new(Domain::for_address(bind_to), Type::STREAM, None)?;
+        sock.set_reuse_address(true)?;
+        sock.set_reuse_port(true)?;
+        sock.set_nonblocking(true)?;
+        sock.set_tcp_nodelay(true)?;
+        sock.bind(&bind_to.into())?;
+        sock.listen(1024)?;
+        // Port 0: the first socket picks the port, the others join it.
+        bind_to = sock.local_addr()?.as_socket().unwrap_or(bind_to);
+        let std_listener: std::net::TcpListener = sock.into();
+        let shared = shared.clone();
+        let timeout = shared.connect_timeout_ms.clone();
+        std::thread::Builder::new()
+            .name(format!("egressd-core-{i}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a single-thread runtime");
+                rt.block_on(async move {
+                    let pool = Pool::new(timeout);
+                    crate::proxy::upstream::set_thread_pool(pool.clone());
+                    let sweeper = tokio::spawn(sweep_upstreams(pool));
+                    match TcpListener::from_std(std_listener) {
+                        Ok(l) => listener::serve(l, shared.clone(), Transport::Plain).await,
+                        Err(e) => tracing::error!(error = %e, "per-core listener"),
+                    }
+                    shared.tasks.wait().await;
+                    sweeper.abort();
+                });
+            })?;
+    }
+    Ok(bind_to)
 }
 
 /// Closes idle origin connections that expired or were closed by their origin, every few

@@ -32,12 +32,27 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // The plain proxy listeners run on one single-thread runtime per core (their own threads);
+    // this runtime keeps the TLS listener, admin, reloads and signals. EGRESSD_PROXY_THREADS
+    // sets the number (0: everything on this runtime, one worker per core).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_core = match std::env::var("EGRESSD_PROXY_THREADS") {
+        Ok(v) => v
+            .parse()
+            .context("EGRESSD_PROXY_THREADS must be a number of threads")?,
+        Err(_) => cores,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(if per_core > 0 { 1 } else { cores })
         .enable_all()
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
-        let server = egressd::app::Server::start(config).await?;
+        let opts = egressd::app::Options {
+            per_core,
+            ..Default::default()
+        };
+        let server = egressd::app::Server::start_with(config, opts).await?;
         tracing::info!(config = %server.config_path().display(), "egressd running");
         shutdown_signal().await;
         let grace = server.shutdown_grace();

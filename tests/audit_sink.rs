@@ -82,7 +82,10 @@ async fn a_sink_that_does_not_drain_slows_requests_and_loses_nothing() {
         .unwrap();
     assert!(made.success());
     // A tiny queue; the writer blocks opening the FIFO until a reader appears.
-    let opts = egressd::app::Options { audit_queue: 2 };
+    let opts = egressd::app::Options {
+        audit_queue: 2,
+        ..Default::default()
+    };
     let p = common::start_with(tree, opts).await;
     let proxy = p.addr;
     let mut done = 0;

@@ -126,6 +126,7 @@ pub(crate) async fn serve_connection<I>(
     let draining = shared.draining.clone();
     let ctx = Arc::new(ConnCtx {
         peer,
+        upstreams: super::upstream::thread_pool().unwrap_or_else(|| shared.upstreams.clone()),
         activity: activity.clone(),
         shared,
         tls,

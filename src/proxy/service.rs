@@ -90,6 +90,9 @@ impl Shared {
 /// Per-connection context handed to every request of the connection.
 pub struct ConnCtx {
     pub peer: SocketAddr,
+    /// Idle origin connections for this connection's requests: the serving thread's own pool
+    /// when the proxy runs one runtime per core, else `shared.upstreams`.
+    pub upstreams: Arc<Pool>,
     pub activity: Arc<Activity>,
     pub shared: Arc<Shared>,
     /// `Some` on the TLS listener: what its handshake established (client certificate names).
@@ -266,7 +269,7 @@ async fn forward_http(
     }
     let req = req.map(|body| ex.meter_request(body));
     let timeout = snap.settings.timeouts.response_header;
-    match tokio::time::timeout(timeout, ctx.shared.upstreams.send(addr, req)).await {
+    match tokio::time::timeout(timeout, ctx.upstreams.send(addr, req)).await {
         Err(_) => local(
             respond::error(ErrorType::HttpResponseTimeout, &target.host.to_string()),
             guard,

@@ -120,7 +120,23 @@ impl Upstream {
     }
 }
 
-/// Idle origin connections, shared by all client connections.
+thread_local! {
+    /// The pool of a per-core runtime thread ([`set_thread_pool`]).
+    static THREAD_POOL: std::cell::RefCell<Option<Arc<Pool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `pool` the one connections accepted on this thread use: a per-core runtime keeps its
+/// origin connections to itself, so their I/O never wakes another thread.
+pub fn set_thread_pool(pool: Arc<Pool>) {
+    THREAD_POOL.with(|p| *p.borrow_mut() = Some(pool));
+}
+
+/// This thread's pool, when it has one.
+pub fn thread_pool() -> Option<Arc<Pool>> {
+    THREAD_POOL.with(|p| p.borrow().clone())
+}
+
+/// Idle origin connections, shared by all client connections (of a per-core thread).
 pub struct Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<(Upstream, Instant)>>>,
     /// `timeouts.connect` in milliseconds; a reload changes it.
