@@ -26,6 +26,14 @@
 //! address → forward, or tunnel: 200, read the ClientHello, decide its SNI, relay.
 //! Metrics are recorded at the response head, the audit record when the response body (or
 //! the tunnel) ends.
+//!
+//! # Threads
+//! By default one multi-thread tokio runtime (a worker per CPU) serves everything; the audit
+//! writer has its own thread. Opt-in (`EGRESSD_PROXY_THREADS`, [`app::Options::per_core`]):
+//! the plain proxy listener on N threads of its own, each a single-thread runtime with its own
+//! `SO_REUSEPORT` socket and origin pool, so a connection, its origin connections and its
+//! timers stay on the thread that accepted it. Everything the threads share (snapshot, caps,
+//! metrics, audit queue) is atomics or lock-free.
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -16,10 +16,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(config: &std::path::Path) -> Child {
+/// `proxy_threads`: `EGRESSD_PROXY_THREADS` (`0`: the default runtime).
+fn spawn_with(config: &std::path::Path, proxy_threads: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_egressd"))
         .args(["run", "--config", config.to_str().unwrap()])
         .env("RUST_LOG", "egressd=info")
+        .env("EGRESSD_PROXY_THREADS", proxy_threads)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -74,11 +76,21 @@ fn tree(port: u16, origin_blocked: bool) -> common::ConfigTree {
 
 #[test]
 fn sighup_reloads_and_sigterm_drains() {
+    reload_then_drain("0");
+}
+
+/// The same with the plain listener on two per-core runtimes (`EGRESSD_PROXY_THREADS=2`).
+#[test]
+fn sighup_reloads_and_sigterm_drains_per_core() {
+    reload_then_drain("2");
+}
+
+fn reload_then_drain(proxy_threads: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let origin = rt.block_on(common::origin::start());
     let port = free_port();
     let t = tree(port, false);
-    let mut child = spawn(&t.config_path());
+    let mut child = spawn_with(&t.config_path(), proxy_threads);
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
