@@ -190,7 +190,8 @@ mod tests {
     fn pipes_start_at_the_default_size_and_grow_once() {
         let mut p = Pipe::new().expect("a pipe within the quota");
         let actual = |p: &Pipe| fcntl(&p.write, FcntlArg::F_GETPIPE_SZ).unwrap() as usize;
-        assert_eq!(p.size, MIN_PIPE_BYTES);
+        // The default is 16 pages: 64 KiB here, more with bigger pages.
+        assert!(p.size >= MIN_PIPE_BYTES);
         assert_eq!(actual(&p), p.size);
         p.grow();
         assert!(p.grown && p.size >= MIN_PIPE_BYTES);

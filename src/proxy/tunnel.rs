@@ -342,9 +342,10 @@ async fn relay_spliced(
 }
 
 /// Copies both ways (tunnels of the TLS listener, plain ones without pipes or with
-/// `tunnel.splice: false`); the client side already stamps the connection's activity (it is the
-/// tracked socket, or one underneath hyper's upgrade), the upstream side is tracked by its wrapper. Returns
-/// the byte counts (client → origin, origin → client) unless the idle timeout ended it.
+/// `tunnel.splice: false`); the client side already stamps the connection's activity (it is
+/// the tracked socket, or one underneath hyper's upgrade), the upstream side is tracked by its
+/// wrapper. Returns the byte counts (client → origin, origin → client) unless the idle
+/// timeout ended it.
 async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
     client: &mut C,
     upstream: &mut TrackedIo<TcpStream>,
