@@ -261,12 +261,12 @@ fn per_core(addr: SocketAddr, threads: usize, shared: &Arc<Shared>) -> std::io::
         sock.set_reuse_address(true)?;
         sock.set_reuse_port(true)?;
         sock.set_nonblocking(true)?;
-        sock.set_tcp_nodelay(true)?;
         sock.bind(&bind_to.into())?;
         sock.listen(1024)?;
         // Port 0: the first socket picks the port, the others join it.
         bind_to = sock.local_addr()?.as_socket().unwrap_or(bind_to);
         let std_listener: std::net::TcpListener = sock.into();
+        listener::prepare(&std_listener)?;
         let shared = shared.clone();
         let timeout = shared.connect_timeout_ms.clone();
         std::thread::Builder::new()

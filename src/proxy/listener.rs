@@ -35,7 +35,7 @@ pub enum Transport {
 /// Sets what every accepted connection needs on the listening socket instead: Linux copies
 /// `TCP_NODELAY` to accepted sockets, which saves a `setsockopt` per connection
 /// (`tests::accepted_connections_inherit_nodelay` holds the kernel to it).
-pub fn prepare(listener: &TcpListener) -> std::io::Result<()> {
+pub fn prepare(listener: &impl std::os::fd::AsFd) -> std::io::Result<()> {
     // Responses are written whole; Nagle would only delay the last segment of each.
     socket2::SockRef::from(listener).set_tcp_nodelay(true)
 }
