@@ -234,28 +234,24 @@ pub async fn identify(
         let basic_usable = ctx.tls.is_some() || snap.settings.identity.allow_basic_over_plaintext;
         let mut values = headers.get_all(PROXY_AUTHORIZATION).iter();
         match (values.next(), values.next()) {
-            (Some(_), _) if !basic_usable => return Err(local(respond::credentials_in_clear())),
+            (Some(_), _) if !basic_usable => return Err(respond::credentials_in_clear()),
             (Some(v), None) => {
                 return creds.check(v).await.map_err(|why| {
                     tracing::debug!(peer = %ctx.peer, ?why, "proxy credentials refused");
-                    local(respond::auth_required())
+                    respond::auth_required()
                 })
             }
             // Two Proxy-Authorization headers: which one would a later hop believe?
-            (Some(_), Some(_)) => return Err(local(respond::auth_required())),
+            (Some(_), Some(_)) => return Err(respond::auth_required()),
             (None, _) => {
                 if basic_usable && snap.identity.by_source(ctx.peer.ip()).is_none() {
-                    return Err(local(respond::auth_required()));
+                    return Err(respond::auth_required());
                 }
             }
         }
     }
     // 3. Source CIDR, 4. default ministry (or nobody).
     Ok(snap.identity.identify(ctx.peer.ip()))
-}
-
-fn local(resp: Response<http_body_util::Full<bytes::Bytes>>) -> Response<ProxyBody> {
-    resp.map(|b| ProxyBody::local(b, None))
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! egressd made up itself. It carries the connection's [`RequestGuard`], so the request counts
 //! as in flight until hyper has written (or dropped) the whole body, and the request's
 //! [`Exchange`], which counts the bytes sent and writes the audit record when the body is
-//! dropped.
+//! dropped. A made-up answer also carries its RFC 9209 error type, for the audit record and
+//! metrics (in the body rather than the response's `Extensions`, whose map costs two
+//! allocations per answer).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,12 +15,14 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::activity::RequestGuard;
 use super::observe::Exchange;
+use super::respond::ErrorType;
 use super::upstream::Lease;
 
 pub struct ProxyBody {
     inner: Inner,
     _guard: Option<RequestGuard>,
     exchange: Option<Exchange>,
+    error: Option<ErrorType>,
 }
 
 enum Inner {
@@ -38,15 +42,24 @@ impl ProxyBody {
             }),
             _guard: guard,
             exchange: None,
+            error: None,
         }
     }
 
-    pub fn local(body: Full<Bytes>, guard: Option<RequestGuard>) -> Self {
+    /// A response egressd made up itself ([`super::respond`]), with the error type it reports
+    /// (`None` for a success or a challenge that is not a failure).
+    pub fn answer(body: Full<Bytes>, error: Option<ErrorType>) -> Self {
         ProxyBody {
             inner: Inner::Local(body),
-            _guard: guard,
+            _guard: None,
             exchange: None,
+            error,
         }
+    }
+
+    /// The error type of a made-up answer.
+    pub fn error(&self) -> Option<ErrorType> {
+        self.error
     }
 
     /// Makes the request count as in flight until this body is done.
@@ -66,6 +79,7 @@ impl ProxyBody {
             inner: Inner::Empty,
             _guard: guard,
             exchange: None,
+            error: None,
         }
     }
 }

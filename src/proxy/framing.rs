@@ -15,11 +15,10 @@
 //! - a CONNECT with content (RFC 9110 §9.3.6): the bytes would reach the tunnel as if the
 //!   client had sent them after the 200, so **400**.
 
-use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Response};
-use http_body_util::Full;
 
+use super::body::ProxyBody;
 use super::respond::{self, ErrorType};
 
 /// Why a request's framing is refused.
@@ -35,7 +34,7 @@ pub enum FramingError {
 
 impl FramingError {
     /// The answer (connection closed after it: the rest of the stream cannot be trusted).
-    pub fn response(&self) -> Response<Full<Bytes>> {
+    pub fn response(&self) -> Response<ProxyBody> {
         let details = self.to_string();
         match self {
             FramingError::UnknownCoding(_) => respond::not_implemented(&details),

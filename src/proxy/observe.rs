@@ -176,7 +176,7 @@ impl Exchange {
         if self.d.is_none() {
             return resp; // a tunnel: its relay owns the exchange
         }
-        let error = resp.extensions().get::<ErrorType>().copied();
+        let error = resp.body().error();
         self.head(snap, resp.status().as_u16(), error);
         if let Some(d) = self.d.as_mut() {
             d.count();

@@ -7,6 +7,8 @@ use http::header::{HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONNECTION, C
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 
+use super::body::ProxyBody;
+
 /// The name egressd gives itself in `Proxy-Status` and `Via`.
 pub const PROXY_NAME: &str = "egressd";
 
@@ -79,25 +81,40 @@ impl ErrorType {
 /// (printable ASCII; `"` and `\` escaped, anything else replaced), so a hostile value can never
 /// break the header.
 pub fn proxy_status(error: ErrorType, details: &str) -> HeaderValue {
-    let mut v = String::with_capacity(48 + details.len());
-    v.push_str(PROXY_NAME);
-    v.push_str("; error=");
-    v.push_str(error.as_str());
+    const SEP: &[u8] = b"; error=";
+    const DETAILS: &[u8] = b"; details=\"";
+    let plain = details
+        .bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\');
+    // Exact for the usual case (rule and host names need no escaping), so the buffer becomes
+    // the header's bytes without another allocation.
+    let details_len = match (details.len(), plain) {
+        (0, _) => 0,
+        (n, true) => DETAILS.len() + n + 1,
+        (n, false) => DETAILS.len() + 2 * n + 1,
+    };
+    let mut v =
+        Vec::with_capacity(PROXY_NAME.len() + SEP.len() + error.as_str().len() + details_len);
+    v.extend_from_slice(PROXY_NAME.as_bytes());
+    v.extend_from_slice(SEP);
+    v.extend_from_slice(error.as_str().as_bytes());
     if !details.is_empty() {
-        v.push_str("; details=\"");
-        for c in details.chars() {
-            match c {
-                '"' | '\\' => {
-                    v.push('\\');
-                    v.push(c);
+        v.extend_from_slice(DETAILS);
+        if plain {
+            v.extend_from_slice(details.as_bytes());
+        } else {
+            for c in details.chars() {
+                match c {
+                    '"' | '\\' => v.extend_from_slice(&[b'\\', c as u8]),
+                    ' '..='~' => v.push(c as u8),
+                    _ => v.push(b'?'),
                 }
-                ' '..='~' => v.push(c),
-                _ => v.push('?'),
             }
         }
-        v.push('"');
+        v.push(b'"');
     }
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("egressd"))
+    HeaderValue::from_maybe_shared(Bytes::from(v))
+        .unwrap_or_else(|_| HeaderValue::from_static(PROXY_NAME))
 }
 
 /// What the block page tells the user.
@@ -110,7 +127,7 @@ pub struct BlockPage<'a> {
 }
 
 /// 403 for a policy block, with an HTML page when the client accepts HTML, plain text otherwise.
-pub fn blocked(page: &BlockPage<'_>, request_headers: Option<&HeaderMap>) -> Response<Full<Bytes>> {
+pub fn blocked(page: &BlockPage<'_>, request_headers: Option<&HeaderMap>) -> Response<ProxyBody> {
     let html = request_headers.is_some_and(accepts_html);
     let body = if html {
         block_html(page)
@@ -118,26 +135,24 @@ pub fn blocked(page: &BlockPage<'_>, request_headers: Option<&HeaderMap>) -> Res
         block_text(page)
     };
     let ctype = if html { HTML } else { TEXT };
-    let mut resp = build(
+    build(
         StatusCode::FORBIDDEN,
-        proxy_status(ErrorType::HttpRequestDenied, page.rule),
+        ErrorType::HttpRequestDenied,
+        page.rule,
         ctype,
         body,
-    );
-    // The error type travels with the response, for the audit record and metrics.
-    resp.extensions_mut().insert(ErrorType::HttpRequestDenied);
-    resp
+    )
 }
 
 /// A failure (bad request, guard refusal, upstream error): status from the error type, a short
 /// plain-text body naming it.
-pub fn error(error: ErrorType, details: &str) -> Response<Full<Bytes>> {
+pub fn error(error: ErrorType, details: &str) -> Response<ProxyBody> {
     error_with_status(error.status(), error, details)
 }
 
 /// `501` for a request whose transfer coding egressd cannot handle (RFC 9112 §6.1); RFC 9209
 /// has no type of its own for it, so it is an `http_request_error`.
-pub fn not_implemented(details: &str) -> Response<Full<Bytes>> {
+pub fn not_implemented(details: &str) -> Response<ProxyBody> {
     error_with_status(
         StatusCode::NOT_IMPLEMENTED,
         ErrorType::HttpRequestError,
@@ -145,7 +160,7 @@ pub fn not_implemented(details: &str) -> Response<Full<Bytes>> {
     )
 }
 
-fn error_with_status(status: StatusCode, error: ErrorType, details: &str) -> Response<Full<Bytes>> {
+fn error_with_status(status: StatusCode, error: ErrorType, details: &str) -> Response<ProxyBody> {
     let body = format!(
         "{} {}\negressd: {}{}{}\n",
         status.as_u16(),
@@ -154,14 +169,12 @@ fn error_with_status(status: StatusCode, error: ErrorType, details: &str) -> Res
         if details.is_empty() { "" } else { ": " },
         details
     );
-    let mut resp = build(status, proxy_status(error, details), TEXT, body);
-    resp.extensions_mut().insert(error);
-    resp
+    build(status, error, details, TEXT, body)
 }
 
 /// `414` or `431` for a request head over one of egressd's own limits; `limit` names the
 /// setting (`limits.max_headers`), so whoever reads the response knows which knob refused it.
-pub fn head_too_large(status: StatusCode, limit: &str) -> Response<Full<Bytes>> {
+pub fn head_too_large(status: StatusCode, limit: &str) -> Response<ProxyBody> {
     let error = ErrorType::HttpRequestError;
     let body = format!(
         "{} {}\negressd: {}: {limit}\n",
@@ -169,21 +182,17 @@ pub fn head_too_large(status: StatusCode, limit: &str) -> Response<Full<Bytes>> 
         status.canonical_reason().unwrap_or(""),
         error.as_str(),
     );
-    let mut resp = build(status, proxy_status(error, limit), TEXT, body);
-    resp.extensions_mut().insert(error);
-    resp
+    build(status, error, limit, TEXT, body)
 }
 
 /// `407` challenge for `identity.credentials` (missing, malformed or wrong credentials). The
 /// connection stays open: a browser answers on it with credentials.
-pub fn auth_required() -> Response<Full<Bytes>> {
+pub fn auth_required() -> Response<ProxyBody> {
     let status = StatusCode::PROXY_AUTHENTICATION_REQUIRED;
     let mut resp = build(
         status,
-        proxy_status(
-            ErrorType::HttpRequestDenied,
-            "proxy authentication required",
-        ),
+        ErrorType::HttpRequestDenied,
+        "proxy authentication required",
         TEXT,
         "407 Proxy Authentication Required\negressd: proxy authentication required\n".into(),
     );
@@ -196,24 +205,28 @@ pub fn auth_required() -> Response<Full<Bytes>> {
 
 /// `403` for `Proxy-Authorization` sent over the plain listener while
 /// `identity.allow_basic_over_plaintext` is off.
-pub fn credentials_in_clear() -> Response<Full<Bytes>> {
+pub fn credentials_in_clear() -> Response<ProxyBody> {
     error(
         ErrorType::HttpRequestDenied,
         "credentials are accepted only over TLS (identity.allow_basic_over_plaintext)",
     )
 }
 
+/// The answer with its `Proxy-Status` (`error`, `details`); the 407 challenge is not counted
+/// as an error.
 fn build(
     status: StatusCode,
-    proxy_status: HeaderValue,
+    error: ErrorType,
+    details: &str,
     content_type: HeaderValue,
     body: String,
-) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+) -> Response<ProxyBody> {
+    let counted = (status != StatusCode::PROXY_AUTHENTICATION_REQUIRED).then_some(error);
+    let mut resp = Response::new(ProxyBody::answer(Full::new(Bytes::from(body)), counted));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.reserve(4);
-    h.insert(PROXY_STATUS, proxy_status);
+    h.insert(PROXY_STATUS, proxy_status(error, details));
     h.insert(CONTENT_TYPE, content_type);
     h.insert(CACHE_CONTROL, NO_STORE);
     if matches!(
@@ -317,6 +330,17 @@ mod tests {
             proxy_status(ErrorType::DnsError, "").to_str().unwrap(),
             "egressd; error=dns_error"
         );
+        // The unescaped path (printable, nothing to escape) and its edges.
+        let v = proxy_status(ErrorType::HttpRequestDenied, "_organization/social-media ~");
+        assert_eq!(
+            v.as_bytes(),
+            b"egressd; error=http_request_denied; details=\"_organization/social-media ~\""
+        );
+        let v = proxy_status(ErrorType::HttpRequestDenied, "tab\there\x7f");
+        assert_eq!(
+            v.as_bytes(),
+            b"egressd; error=http_request_denied; details=\"tab?here?\""
+        );
     }
 
     #[test]
@@ -374,9 +398,6 @@ mod tests {
             "egressd; error=http_request_error; details=\"limits.max_request_line\""
         );
         assert_eq!(r.headers()[CONNECTION], "close");
-        assert_eq!(
-            r.extensions().get::<ErrorType>(),
-            Some(&ErrorType::HttpRequestError)
-        );
+        assert_eq!(r.body().error(), Some(ErrorType::HttpRequestError));
     }
 }

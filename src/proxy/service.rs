@@ -2,6 +2,7 @@
 //! block, or resolve + guard + forward (plain HTTP) / tunnel (CONNECT). Every synthetic answer
 //! comes from `respond`. An [`Exchange`] follows each request for its metrics and audit record.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
@@ -110,10 +111,10 @@ pub async fn handle(
     let mut ex = Exchange::begin(&ctx, &req, &snap);
     if let Err(limit) = limits::check_head(&req, &snap.settings.limits) {
         let resp = respond::head_too_large(limit.status(), limit.setting());
-        return Ok(ex.respond(&snap, local(resp, guard)));
+        return Ok(ex.respond(&snap, with_guard(resp, guard)));
     }
     if let Err(e) = framing::check(req.method(), req.headers()) {
-        return Ok(ex.respond(&snap, local(e.response(), guard)));
+        return Ok(ex.respond(&snap, with_guard(e.response(), guard)));
     }
     let who = match auth::identify(req.headers(), &ctx, &snap).await {
         Ok(who) => who,
@@ -228,7 +229,7 @@ async fn forward_http(
     let target = match target::parse_absolute(req.uri()) {
         Ok(t) => t,
         Err(e) => {
-            return local(
+            return with_guard(
                 respond::error(ErrorType::HttpRequestError, &e.to_string()),
                 guard,
             )
@@ -265,18 +266,18 @@ async fn forward_http(
         .then(|| ctx.peer.ip());
     ex.decided(snap, &decided);
     if let Err(e) = forward::prepare_request(&mut req, &target, xff) {
-        return local(respond::error(e, "request cannot be forwarded"), guard);
+        return with_guard(respond::error(e, "request cannot be forwarded"), guard);
     }
     let req = req.map(|body| ex.meter_request(body));
     let timeout = snap.settings.timeouts.response_header;
     match tokio::time::timeout(timeout, ctx.upstreams.send(addr, req)).await {
-        Err(_) => local(
+        Err(_) => with_guard(
             respond::error(ErrorType::HttpResponseTimeout, &target.host.to_string()),
             guard,
         ),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, host = %target.host, "upstream request failed");
-            local(
+            with_guard(
                 respond::error(e.error_type(), &target.host.to_string()),
                 guard,
             )
@@ -303,7 +304,10 @@ fn block_response(
         }
         None => ("_unknown", snap.policy.organization_contact()),
     };
-    let host = target.host.to_string();
+    let host = match target.host.name() {
+        Some(n) => Cow::Borrowed(n),
+        None => Cow::Owned(target.host.to_string()),
+    };
     let page = BlockPage {
         ministry: name,
         rule: &rule.name,
@@ -311,20 +315,12 @@ fn block_response(
         contact,
         host: &host,
     };
-    let resp = respond::blocked(&page, headers);
-    resp.map(|b| ProxyBody::local(b, None))
+    respond::blocked(&page, headers)
 }
 
 pub fn dial_error(e: &DialError) -> Response<ProxyBody> {
     tracing::debug!(error = %e, "dial failed");
-    respond::error(e.error_type(), &e.to_string()).map(|b| ProxyBody::local(b, None))
-}
-
-fn local(
-    resp: Response<http_body_util::Full<bytes::Bytes>>,
-    guard: RequestGuard,
-) -> Response<ProxyBody> {
-    resp.map(|b| ProxyBody::local(b, Some(guard)))
+    respond::error(e.error_type(), &e.to_string())
 }
 
 /// Attaches the request guard to a response built without one.

@@ -86,13 +86,13 @@ pub async fn handle(
         Ok(t) => t,
         Err(e) => {
             let r = respond::error(ErrorType::HttpRequestError, &e.to_string());
-            return r.map(|b| ProxyBody::local(b, Some(guard)));
+            return service::with_guard(r, guard);
         }
     };
     ex.target(&target, None);
     if !snap.settings.egress.connect_ports.contains(&target.port) {
         let r = respond::error(ErrorType::HttpRequestDenied, "egress.connect_ports");
-        return r.map(|b| ProxyBody::local(b, Some(guard)));
+        return service::with_guard(r, guard);
     }
     let mut decided = match service::decide(&ctx.shared.metrics, &snap, who, &target, None) {
         Ok(d) => d,
