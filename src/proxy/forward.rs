@@ -30,26 +30,41 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one pass over the names (standard names compare as
-    // small integers) instead of a hash lookup per hop-by-hop name.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        return;
-    }
-    // The Connection values are cheap clones (shared bytes), so the headers they name can be
-    // removed by &str lookups without building a HeaderName for each token.
-    let named: Vec<HeaderValue> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .cloned()
-        .collect();
-    for value in &named {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            headers.remove(token);
+    // Most messages carry none of them, and most of the rest only `Connection`: one pass over
+    // the names (standard names compare as small integers) notes which are present, so only
+    // those are looked up again.
+    let mut present = 0u16;
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
+            present |= 1 << i;
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        // `HOP_BY_HOP[0]` is `Connection`. Its values are cheap clones (shared bytes), so the
+        // headers they name can be removed by &str lookups without building a HeaderName for
+        // each token; tokens that are hop-by-hop names anyway are removed below.
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        let first = values.next().cloned();
+        let rest: Vec<HeaderValue> = values.cloned().collect();
+        for value in first.iter().chain(&rest) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if !HOP_BY_HOP
+                    .iter()
+                    .any(|h| h.as_str().eq_ignore_ascii_case(token))
+                {
+                    headers.remove(token);
+                }
+            }
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
@@ -113,5 +128,28 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn every_connection_line_and_repeated_hop_by_hop_lines_are_removed() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.append(header::CONNECTION, HeaderValue::from_static("x-one"));
+        h.append(header::CONNECTION, HeaderValue::from_static("X-Two, close"));
+        h.append(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.append(header::TE, HeaderValue::from_static("trailers"));
+        h.append(header::TE, HeaderValue::from_static("deflate"));
+        for n in ["x-one", "x-two", "close", "x-kept"] {
+            h.append(n, HeaderValue::from_static("1"));
+        }
+        strip_hop_by_hop(&mut h);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+        // Nothing hop-by-hop: untouched.
+        let mut h = HeaderMap::new();
+        h.append("x-kept", HeaderValue::from_static("1"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
     }
 }
