@@ -136,8 +136,13 @@ impl UpstreamBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        self.lease.drive(cx);
-        let r = Pin::new(&mut self.body).poll_frame(cx);
+        // The body first: a small response arrives with its head, and hyper has already queued
+        // all of it; the connection is polled only when the body waits for it.
+        let mut r = Pin::new(&mut self.body).poll_frame(cx);
+        if r.is_pending() {
+            self.lease.drive(cx);
+            r = Pin::new(&mut self.body).poll_frame(cx);
+        }
         if let Poll::Ready(None) = r {
             self.ended = true;
             self.lease.release();

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -91,9 +91,14 @@ impl Upstream {
         &mut self,
         req: Request<MeteredBody>,
     ) -> Result<Response<Incoming>, (hyper::Error, Option<Request<MeteredBody>>)> {
-        let ready = poll_fn(|cx| {
-            self.drive(cx);
-            self.send.poll_ready(cx)
+        // A pooled connection was polled at checkout and is ready; only a new one needs the
+        // connection polled before it takes a request.
+        let ready = poll_fn(|cx| match self.send.poll_ready(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => {
+                self.drive(cx);
+                self.send.poll_ready(cx)
+            }
         })
         .await;
         if let Err(e) = ready {
@@ -212,8 +217,11 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, mut up: Upstream) {
-        if !up.alive() {
+    /// Not polled here: checkout polls it anyway (that is where an origin's close is seen),
+    /// and a connection whose response said `Connection: close` is noticed there or by the
+    /// sweep. Polling on both ends cost a pass through hyper's dispatcher per request.
+    fn checkin(&self, up: Upstream) {
+        if up.done || up.send.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
