@@ -3,7 +3,7 @@
 //! as in flight until hyper has written (or dropped) the whole body, and the request's
 //! [`Exchange`], which counts the bytes sent and writes the audit record when the body is
 //! dropped. A made-up answer also carries its RFC 9209 error type, for the audit record and
-//! metrics (in the body rather than the response's `Extensions`, whose map costs two
+//! metrics (in the body rather than the response's `Extensions`, whose map costs three
 //! allocations per answer).
 
 use std::pin::Pin;

@@ -137,7 +137,7 @@ pub fn blocked(page: &BlockPage<'_>, request_headers: Option<&HeaderMap>) -> Res
     let ctype = if html { HTML } else { TEXT };
     build(
         StatusCode::FORBIDDEN,
-        ErrorType::HttpRequestDenied,
+        (ErrorType::HttpRequestDenied, true),
         page.rule,
         ctype,
         body,
@@ -169,7 +169,7 @@ fn error_with_status(status: StatusCode, error: ErrorType, details: &str) -> Res
         if details.is_empty() { "" } else { ": " },
         details
     );
-    build(status, error, details, TEXT, body)
+    build(status, (error, true), details, TEXT, body)
 }
 
 /// `414` or `431` for a request head over one of egressd's own limits; `limit` names the
@@ -182,7 +182,7 @@ pub fn head_too_large(status: StatusCode, limit: &str) -> Response<ProxyBody> {
         status.canonical_reason().unwrap_or(""),
         error.as_str(),
     );
-    build(status, error, limit, TEXT, body)
+    build(status, (error, true), limit, TEXT, body)
 }
 
 /// `407` challenge for `identity.credentials` (missing, malformed or wrong credentials). The
@@ -191,7 +191,7 @@ pub fn auth_required() -> Response<ProxyBody> {
     let status = StatusCode::PROXY_AUTHENTICATION_REQUIRED;
     let mut resp = build(
         status,
-        ErrorType::HttpRequestDenied,
+        (ErrorType::HttpRequestDenied, false),
         "proxy authentication required",
         TEXT,
         "407 Proxy Authentication Required\negressd: proxy authentication required\n".into(),
@@ -212,17 +212,17 @@ pub fn credentials_in_clear() -> Response<ProxyBody> {
     )
 }
 
-/// The answer with its `Proxy-Status` (`error`, `details`); the 407 challenge is not counted
-/// as an error.
+/// The answer with its `Proxy-Status` (`error`, `details`). `counted`: whether the audit record
+/// and metrics report `error` for it (not for the 407 challenge, which every browser gets first).
 fn build(
     status: StatusCode,
-    error: ErrorType,
+    (error, counted): (ErrorType, bool),
     details: &str,
     content_type: HeaderValue,
     body: String,
 ) -> Response<ProxyBody> {
-    let counted = (status != StatusCode::PROXY_AUTHENTICATION_REQUIRED).then_some(error);
-    let mut resp = Response::new(ProxyBody::answer(Full::new(Bytes::from(body)), counted));
+    let reported = counted.then_some(error);
+    let mut resp = Response::new(ProxyBody::answer(Full::new(Bytes::from(body)), reported));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.reserve(4);
@@ -387,6 +387,36 @@ mod tests {
             error(ErrorType::HttpRequestError, "x").status(),
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[test]
+    fn answers_report_their_error_type_except_the_407_challenge() {
+        let page = BlockPage {
+            ministry: "m",
+            rule: "r",
+            reason: None,
+            contact: None,
+            host: "h.example",
+        };
+        assert_eq!(
+            blocked(&page, None).body().error(),
+            Some(ErrorType::HttpRequestDenied)
+        );
+        assert_eq!(
+            error(ErrorType::DnsError, "x").body().error(),
+            Some(ErrorType::DnsError)
+        );
+        assert_eq!(
+            credentials_in_clear().body().error(),
+            Some(ErrorType::HttpRequestDenied)
+        );
+        let challenge = auth_required();
+        assert_eq!(challenge.body().error(), None);
+        // It still says what it is in Proxy-Status.
+        assert!(challenge.headers()[PROXY_STATUS]
+            .to_str()
+            .unwrap()
+            .contains("error=http_request_denied"));
     }
 
     #[test]
