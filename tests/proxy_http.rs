@@ -309,7 +309,6 @@ async fn request_for_the_proxy_itself_cannot_loop() {
 /// `Connection: close` when `say_close`, otherwise silently (a keep-alive connection the origin
 /// dropped, as origins do with idle ones). Returns its address and the connections it accepted.
 async fn one_shot_origin(say_close: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    use tokio::io::AsyncReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -318,13 +317,8 @@ async fn one_shot_origin(say_close: bool) -> (std::net::SocketAddr, Arc<AtomicUs
         while let Ok((mut tcp, _)) = listener.accept().await {
             let n = a.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tcp.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => head.extend_from_slice(&buf[..k]),
-                    }
+                if !origin::read_head(&mut tcp).await {
+                    return;
                 }
                 let body = format!("answer {n}");
                 let close = if say_close {

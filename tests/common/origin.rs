@@ -173,6 +173,21 @@ pub enum Framing {
     Chunked,
 }
 
+/// Reads from `tcp` until a request head is complete (`\r\n\r\n`); `false` when the client
+/// closed or failed first. For raw test origins that answer without looking at the request.
+pub async fn read_head(tcp: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
 /// The body [`resetting`] declares (Content-Length) and the part of it sent before the reset.
 pub const RESET_DECLARED: usize = 100_000;
 pub const RESET_SENT: usize = 1000;
@@ -181,7 +196,7 @@ pub const RESET_SENT: usize = 1000;
 /// sends [`RESET_SENT`] of them, and resets the connection (`SO_LINGER` 0: a TCP RST, not a
 /// FIN). Returns its address and the number of connections it broke.
 pub async fn resetting(framing: Framing) -> (SocketAddr, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let broken = Arc::new(AtomicUsize::new(0));
@@ -190,13 +205,8 @@ pub async fn resetting(framing: Framing) -> (SocketAddr, Arc<AtomicUsize>) {
         while let Ok((mut tcp, _)) = listener.accept().await {
             let b = b.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tcp.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if !read_head(&mut tcp).await {
+                    return;
                 }
                 let part = pattern(RESET_SENT);
                 let mut out = match framing {
