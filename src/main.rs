@@ -34,8 +34,8 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
         .init();
     // EGRESSD_PROXY_THREADS=N (opt-in): the plain proxy listener runs on N single-thread
     // runtimes of its own, and this runtime keeps the TLS listener, admin, reloads and signals.
-    // Off by default: more throughput, but no balancing between the threads, so a worse tail
-    // (README, Performance).
+    // Off by default: in the side-by-side harness its p99 was about twice the default's (a
+    // preempted single-thread runtime stalls all its connections; README, Performance).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_core: usize = match std::env::var("EGRESSD_PROXY_THREADS") {
         Ok(v) => v
