@@ -127,7 +127,11 @@ impl Server {
                 Transport::Plain,
             )));
         }
-        admin_tasks.push(tokio::spawn(sweep_upstreams(shared.upstreams.clone())));
+        let sh = shared.clone();
+        admin_tasks.push(tokio::spawn(sweep_upstreams(move || {
+            sh.upstreams.sweep();
+            sh.origins.sweep();
+        })));
         let reloader = Reloader::new(shared.clone(), config_path.to_owned(), 1);
         let reload_task = reload::start(reloader.clone());
         let mut proxy_tls_addr = None;
@@ -279,7 +283,7 @@ fn per_core(addr: SocketAddr, threads: usize, shared: &Arc<Shared>) -> std::io::
                 rt.block_on(async move {
                     let pool = Pool::new(timeout);
                     crate::proxy::upstream::set_thread_pool(pool.clone());
-                    let sweeper = tokio::spawn(sweep_upstreams(pool));
+                    let sweeper = tokio::spawn(sweep_upstreams(move || pool.sweep()));
                     match TcpListener::from_std(std_listener) {
                         Ok(l) => listener::serve(l, shared.clone(), Transport::Plain).await,
                         Err(e) => tracing::error!(error = %e, "per-core listener"),
@@ -294,11 +298,11 @@ fn per_core(addr: SocketAddr, threads: usize, shared: &Arc<Shared>) -> std::io::
 
 /// Closes idle origin connections that expired or were closed by their origin, every few
 /// seconds, so their sockets do not linger between requests.
-async fn sweep_upstreams(pool: Arc<Pool>) {
+async fn sweep_upstreams(sweep: impl Fn()) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        pool.sweep();
+        sweep();
     }
 }

@@ -85,6 +85,7 @@ pub struct RawDns {
 #[serde(deny_unknown_fields, default, expecting = "a `forwarding:` mapping")]
 pub struct RawForwarding {
     pub x_forwarded_for: bool,
+    pub fast_path: Option<bool>,
 }
 
 #[derive(serde::Deserialize, Debug, Default)]

@@ -114,9 +114,21 @@ pub struct Dns {
     pub servers: Vec<SocketAddr>,
 }
 
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Forwarding {
     pub x_forwarded_for: bool,
+    /// Plain GET/HEAD requests on egressd's own HTTP/1.1 path (`proxy::fast`); `false` serves
+    /// every request through hyper. Read when a connection is accepted.
+    pub fast_path: bool,
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding {
+            x_forwarded_for: false,
+            fast_path: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -163,6 +164,9 @@ pub struct TrackedIo<T> {
     activity: Arc<Activity>,
     meter: Option<Meter>,
     slot: Option<ConnSlot>,
+    /// Bytes already read from `inner` that the next reads return first: what the fast path
+    /// had buffered when it handed the connection to hyper (see `super::fast`).
+    unread: Bytes,
 }
 
 impl<T> TrackedIo<T> {
@@ -172,7 +176,14 @@ impl<T> TrackedIo<T> {
             activity,
             meter: None,
             slot: None,
+            unread: Bytes::new(),
         }
+    }
+
+    /// Makes the next reads return `bytes` before anything more from the socket.
+    pub fn unread(&mut self, bytes: Bytes) {
+        debug_assert!(self.unread.is_empty());
+        self.unread = bytes;
     }
 
     /// Keeps the connection's slot until this I/O object is dropped.
@@ -199,6 +210,11 @@ impl<T> TrackedIo<T> {
         self.inner
     }
 
+    /// What was read from the socket that [`TrackedIo::unread`] still holds.
+    pub fn take_unread(&mut self) -> Bytes {
+        std::mem::take(&mut self.unread)
+    }
+
     pub fn get_ref(&self) -> &T {
         &self.inner
     }
@@ -210,6 +226,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            buf.put_slice(&self.unread.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use hyper::body::Incoming;
 use hyper::{Request, Version};
 
 use super::respond::ErrorType;
@@ -69,8 +68,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Rewrites a client request for `target`'s origin.
-pub fn prepare_request(
-    req: &mut Request<Incoming>,
+pub fn prepare_request<B>(
+    req: &mut Request<B>,
     target: &Target,
     client: Option<IpAddr>,
 ) -> Result<(), ErrorType> {
@@ -102,6 +101,11 @@ pub fn prepare_request(
 
 /// Cleans an origin response for the client.
 pub fn prepare_response(headers: &mut HeaderMap) {
+    // The body was framed by its chunks, not by a length sent beside them (RFC 9112 §6.3 ¶3);
+    // passed on, that length would frame the client's copy wrongly.
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     strip_hop_by_hop(headers);
     headers.append(header::VIA, VIA);
 }
@@ -109,6 +113,23 @@ pub fn prepare_response(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_length_beside_chunks_is_not_passed_on() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
+        prepare_response(&mut h);
+        assert!(h.get(header::CONTENT_LENGTH).is_none());
+        assert!(h.get(header::TRANSFER_ENCODING).is_none());
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
+        prepare_response(&mut h);
+        assert_eq!(h[header::CONTENT_LENGTH], "100");
+    }
 
     #[test]
     fn hop_by_hop_and_connection_tokens_removed() {

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::activity::{Activity, TrackedIo};
+use super::fast::{self, Ended};
 use super::limits::{self, ConnPermit, ConnSlot, Lingering, Refusal};
 use super::service::{self, ConnCtx, Shared};
 use super::tls::{self, TlsPeer};
@@ -111,10 +112,11 @@ pub(crate) async fn serve_connection<I>(
         Listener::Proxy
     };
     let slot = ConnSlot::new(permit, shared.metrics.connection(listener));
-    let (idle, header, max_headers, max_head) = {
+    let (fast_path, idle, header, max_headers, max_head) = {
         let snap = shared.snapshot.load();
         let s = &snap.settings;
         (
+            s.forwarding.fast_path,
             s.timeouts.idle,
             s.timeouts.request_header,
             limits::parser_bound(s.limits.max_headers),
@@ -122,7 +124,7 @@ pub(crate) async fn serve_connection<I>(
         )
     };
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(TrackedIo::new(io, activity.clone()).holding(slot));
+    let mut io = TrackedIo::new(io, activity.clone()).holding(slot);
     let draining = shared.draining.clone();
     let ctx = Arc::new(ConnCtx {
         peer,
@@ -131,6 +133,22 @@ pub(crate) async fn serve_connection<I>(
         shared,
         tls,
     });
+    let watchdog = activity.watch_connection(idle, header);
+    tokio::pin!(watchdog);
+    if fast_path {
+        let ended = tokio::select! {
+            ended = fast::serve(&mut io, &ctx, max_head) => ended,
+            why = watchdog.as_mut() => {
+                tracing::debug!(%peer, ?why, "closing client connection on timeout");
+                return;
+            }
+        };
+        match ended {
+            Ended::Closed => return,
+            Ended::Handoff(pending) => io.unread(pending),
+        }
+    }
+    let io = TokioIo::new(io);
     let svc = service_fn(move |req| service::handle(req, ctx.clone()));
     let conn = http1::Builder::new()
         .keep_alive(true)
@@ -143,8 +161,6 @@ pub(crate) async fn serve_connection<I>(
         .serve_connection(io, svc)
         .with_upgrades();
     tokio::pin!(conn);
-    let watchdog = activity.watch_connection(idle, header);
-    tokio::pin!(watchdog);
     let mut drain_started = false;
     loop {
         tokio::select! {

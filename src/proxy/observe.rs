@@ -184,6 +184,14 @@ impl Exchange {
         resp.map(|b| b.with_exchange(self))
     }
 
+    /// Records the response head of a request whose answer the fast path writes itself; the
+    /// exchange stays with the caller, which counts the body ([`Exchange::sent_down`]) and
+    /// drops it when the answer is done.
+    pub fn responded(&mut self, snap: &Snapshot, status: u16, error: Option<ErrorType>) {
+        self.head(snap, status, error);
+        self.count();
+    }
+
     /// For a tunnel that is up: records the `200` head and moves the exchange out, for the
     /// relay task to count and finish.
     pub fn tunnel(&mut self, snap: &Snapshot, status: u16) -> Exchange {

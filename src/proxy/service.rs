@@ -25,6 +25,7 @@ use super::forward;
 use super::framing;
 use super::limits::{self, ConnLimiter};
 use super::observe::Exchange;
+use super::origin::OriginPool;
 use super::respond::{self, BlockPage, ErrorType};
 use super::target::{self, Target};
 use super::tls::TlsPeer;
@@ -44,6 +45,8 @@ pub struct Shared {
     pub resolver: Resolver,
     /// Idle origin connections for plain-HTTP forwarding.
     pub upstreams: Arc<Pool>,
+    /// Idle origin connections of the fast path.
+    pub origins: OriginPool,
     pub connect_timeout_ms: Arc<AtomicU64>,
     pub limiter: Arc<ConnLimiter>,
     /// Every connection and tunnel task, so a drain can wait for them.
@@ -76,6 +79,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snap),
             resolver,
             upstreams: Pool::new(connect_timeout_ms.clone()),
+            origins: OriginPool::default(),
             connect_timeout_ms,
             limiter,
             tasks: TaskTracker::new(),
@@ -104,31 +108,64 @@ pub async fn handle(
     req: Request<Incoming>,
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let guard = ctx.activity.begin_request();
-    // A full audit queue holds new requests back rather than losing records.
-    ctx.shared.audit.admit().await;
-    let snap = ctx.shared.snapshot.load_full();
-    let mut ex = Exchange::begin(&ctx, &req, &snap);
-    if let Err(limit) = limits::check_head(&req, &snap.settings.limits) {
-        let resp = respond::head_too_large(limit.status(), limit.setting());
-        return Ok(ex.respond(&snap, with_guard(resp, guard)));
-    }
-    if let Err(e) = framing::check(req.method(), req.headers()) {
-        return Ok(ex.respond(&snap, with_guard(e.response(), guard)));
-    }
-    let who = match auth::identify(req.headers(), &ctx, &snap).await {
+    let (begun, who) = begin(&req, &ctx).await;
+    let Begun {
+        guard,
+        snap,
+        mut ex,
+    } = begun;
+    let who = match who {
         Ok(who) => who,
         Err(resp) => return Ok(ex.respond(&snap, with_guard(resp, guard))),
     };
-    if let Some(user) = &who.user {
-        ex.set_user(user.clone());
-    }
     let resp = if req.method() == Method::CONNECT {
         tunnel::handle(req, ctx.clone(), snap.clone(), who, guard, &mut ex).await
     } else {
         forward_http(req, &ctx, &snap, who, guard, &mut ex).await
     };
     Ok(ex.respond(&snap, resp))
+}
+
+/// A request whose head arrived: in flight on its connection, with the snapshot it is decided
+/// by and its exchange open.
+pub struct Begun {
+    pub guard: RequestGuard,
+    pub snap: Arc<Snapshot>,
+    pub ex: Exchange,
+}
+
+/// What every request goes through first, whichever HTTP/1 path parsed it: the audit queue's
+/// admission, the head limits, framing and identification. `Err` is the answer to send instead.
+pub async fn begin<B>(
+    req: &Request<B>,
+    ctx: &ConnCtx,
+) -> (Begun, Result<Identified, Response<ProxyBody>>) {
+    let guard = ctx.activity.begin_request();
+    // A full audit queue holds new requests back rather than losing records.
+    ctx.shared.audit.admit().await;
+    let snap = ctx.shared.snapshot.load_full();
+    let mut ex = Exchange::begin(ctx, req, &snap);
+    let who = identify(req, ctx, &snap, &mut ex).await;
+    (Begun { guard, snap, ex }, who)
+}
+
+async fn identify<B>(
+    req: &Request<B>,
+    ctx: &ConnCtx,
+    snap: &Snapshot,
+    ex: &mut Exchange,
+) -> Result<Identified, Response<ProxyBody>> {
+    if let Err(limit) = limits::check_head(req, &snap.settings.limits) {
+        return Err(respond::head_too_large(limit.status(), limit.setting()));
+    }
+    if let Err(e) = framing::check(req.method(), req.headers()) {
+        return Err(e.response());
+    }
+    let who = auth::identify(req.headers(), ctx, snap).await?;
+    if let Some(user) = &who.user {
+        ex.set_user(user.clone());
+    }
+    Ok(who)
 }
 
 /// Who asked and what the policy said.
@@ -226,48 +263,10 @@ async fn forward_http(
     guard: RequestGuard,
     ex: &mut Exchange,
 ) -> Response<ProxyBody> {
-    let target = match target::parse_absolute(req.uri()) {
-        Ok(t) => t,
-        Err(e) => {
-            return with_guard(
-                respond::error(ErrorType::HttpRequestError, &e.to_string()),
-                guard,
-            )
-        }
+    let (addr, target) = match route(&mut req, ctx, snap, who, ex).await {
+        Ok(routed) => routed,
+        Err(resp) => return with_guard(resp, guard),
     };
-    let path = req.uri().path_and_query().map(|p| p.as_str());
-    ex.target(&target, Some(req.uri()));
-    let mut decided = match decide(&ctx.shared.metrics, snap, who, &target, path) {
-        Ok(d) => d,
-        Err(stop) => {
-            ex.stopped(snap, &stop);
-            return with_guard(
-                stop.into_response(snap, &target, Some(req.headers())),
-                guard,
-            );
-        }
-    };
-    ex.decided(snap, &decided);
-    let addrs = match clear(ctx, snap, &target, &mut decided).await {
-        Ok(a) => a,
-        Err(stop) => {
-            ex.stopped(snap, &stop);
-            return with_guard(
-                stop.into_response(snap, &target, Some(req.headers())),
-                guard,
-            );
-        }
-    };
-    let addr = SocketAddr::new(addrs[0], target.port);
-    let xff = snap
-        .settings
-        .forwarding
-        .x_forwarded_for
-        .then(|| ctx.peer.ip());
-    ex.decided(snap, &decided);
-    if let Err(e) = forward::prepare_request(&mut req, &target, xff) {
-        return with_guard(respond::error(e, "request cannot be forwarded"), guard);
-    }
     let req = req.map(|body| ex.meter_request(body));
     let timeout = snap.settings.timeouts.response_header;
     match tokio::time::timeout(timeout, ctx.upstreams.send(addr, req)).await {
@@ -288,6 +287,45 @@ async fn forward_http(
             Response::from_parts(parts, ProxyBody::upstream(body, lease, Some(guard)))
         }
     }
+}
+
+/// A plain request from its target to the origin address it may go to: parse the absolute
+/// target, decide, resolve and check, and rewrite the request for the origin. `Err` is the
+/// answer instead (a block, a bad target, a failed resolution).
+pub async fn route<B>(
+    req: &mut Request<B>,
+    ctx: &ConnCtx,
+    snap: &Snapshot,
+    who: Identified,
+    ex: &mut Exchange,
+) -> Result<(SocketAddr, Target), Response<ProxyBody>> {
+    let target = target::parse_absolute(req.uri())
+        .map_err(|e| respond::error(ErrorType::HttpRequestError, &e.to_string()))?;
+    let path = req.uri().path_and_query().map(|p| p.as_str());
+    ex.target(&target, Some(req.uri()));
+    let stopped = |ex: &mut Exchange, stop: Stop, headers: &HeaderMap| {
+        ex.stopped(snap, &stop);
+        stop.into_response(snap, &target, Some(headers))
+    };
+    let mut decided = match decide(&ctx.shared.metrics, snap, who, &target, path) {
+        Ok(d) => d,
+        Err(stop) => return Err(stopped(ex, stop, req.headers())),
+    };
+    ex.decided(snap, &decided);
+    let addrs = match clear(ctx, snap, &target, &mut decided).await {
+        Ok(a) => a,
+        Err(stop) => return Err(stopped(ex, stop, req.headers())),
+    };
+    let addr = SocketAddr::new(addrs[0], target.port);
+    let xff = snap
+        .settings
+        .forwarding
+        .x_forwarded_for
+        .then(|| ctx.peer.ip());
+    ex.decided(snap, &decided);
+    forward::prepare_request(req, &target, xff)
+        .map_err(|e| respond::error(e, "request cannot be forwarded"))?;
+    Ok((addr, target))
 }
 
 fn block_response(

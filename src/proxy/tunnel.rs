@@ -301,7 +301,18 @@ fn plain_tcp(
         .into_inner()
         .downcast::<TokioIo<TrackedIo<TcpStream>>>()
     {
-        Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
+        Ok(parts) => {
+            // hyper's buffer holds what it read past the head; anything it never read of the
+            // fast path's hand-over comes after that.
+            let mut tcp = parts.io.into_inner();
+            let unread = tcp.take_unread();
+            let pending = if unread.is_empty() {
+                parts.read_buf
+            } else {
+                [parts.read_buf, unread].concat().into()
+            };
+            Ok((tcp, pending))
+        }
         Err(upgraded) => Err(TokioIo::new(upgraded)),
     }
 }

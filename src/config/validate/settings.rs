@@ -56,6 +56,7 @@ pub fn settings(
         dns: dns(report, &section("dns"), raw.dns),
         forwarding: Forwarding {
             x_forwarded_for: raw.forwarding.x_forwarded_for,
+            fast_path: raw.forwarding.fast_path.unwrap_or(true),
         },
         timeouts: timeouts(report, &section("timeouts"), raw.timeouts),
         limits: limits(report, &section("limits"), raw.limits),

@@ -1,0 +1,500 @@
+//! The fast path: plain-HTTP GET and HEAD requests on a kept-alive HTTP/1.1 connection, parsed
+//! with httparse and answered without hyper's connection machinery, which cost more than half
+//! of an allowed request's CPU (README "Performance").
+//!
+//! A connection starts here. Each request head is parsed from the connection's own buffer; one
+//! the fast path takes is what proxies send most: `GET`/`HEAD`, HTTP/1.1, an absolute `http://`
+//! target, no body (`Content-Length` and `Transfer-Encoding` absent), no `Expect`, no `Upgrade`,
+//! and a head httparse accepts as it is. It then goes through the same steps as on the hyper
+//! path — `service::begin` (audit admission, head limits, identification) and `service::route`
+//! (target, decision, resolution, egress guard, rewrite) — and out to an [`Origin`] connection.
+//!
+//! Anything else — CONNECT, a body, HTTP/1.0, a head httparse rejects or that is larger than the
+//! parser bound — is **handed over to hyper** for the rest of the connection, at the message
+//! boundary, with the bytes already read ([`TrackedIo::unread`]): every request the fast path
+//! does not understand is judged by the same parser, smuggling checks and answers as before.
+//!
+//! A client connection keeps the origin connection its last request used (most keep-alive
+//! clients talk to one origin), so the common request needs no pool lock; it goes back to the
+//! shared [`OriginPool`] when the client connection ends or moves to another origin.
+//!
+//! [`TrackedIo::unread`]: super::activity::TrackedIo::unread
+
+use std::io::Write as _;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use super::body::ProxyBody;
+use super::observe::Exchange;
+use super::origin::{Framing, Head, Origin, OriginError, RelayError};
+use super::respond::{self, ErrorType};
+use super::service::{self, Begun, ConnCtx};
+use super::target::Target;
+use crate::snapshot::Snapshot;
+
+/// Header fields a fast-path request head may have; more are left to hyper.
+const MAX_FIELDS: usize = 64;
+
+/// Buffers that grew past this for one large message are not kept for the next (an idle
+/// connection should cost little memory).
+pub const KEEP_BUFFER: usize = 16 * 1024;
+
+/// How the fast path left a connection.
+pub enum Ended {
+    /// Closed (client gone, timeout, drain, or an answer that ends the connection).
+    Closed,
+    /// A request the fast path does not take: hyper serves the connection from here, starting
+    /// with these bytes.
+    Handoff(Bytes),
+}
+
+/// What to do after one request.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serves requests on `io` until the connection ends or needs hyper. `max_head`: the parser
+/// bound of `limits.max_header_bytes` (a longer head is left to hyper, which refuses it).
+pub async fn serve<I>(io: &mut I, ctx: &ConnCtx, max_head: usize) -> Ended
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut conn = Conn {
+        buf: BytesMut::new(),
+        out: Vec::new(),
+        held: None,
+    };
+    let ended = loop {
+        let (len, req) = match conn.read_head(io, ctx, max_head).await {
+            Read::Request(len, req) => (len, req),
+            Read::Closed => break Ended::Closed,
+            Read::Other => break Ended::Handoff(conn.buf.split().freeze()),
+        };
+        let _ = conn.buf.split_to(len);
+        let next = conn.one(io, ctx, req).await;
+        if conn.out.capacity() > KEEP_BUFFER {
+            conn.out = Vec::new();
+        }
+        match next {
+            Next::KeepAlive if !ctx.shared.draining.is_cancelled() => {}
+            _ => break Ended::Closed,
+        }
+    };
+    if let Some(o) = conn.held.take() {
+        ctx.shared.origins.checkin(o);
+    }
+    ended
+}
+
+// Returned once per request and matched at once; a box would cost an allocation each time.
+#[allow(clippy::large_enum_variant)]
+enum Read {
+    Request(usize, Parsed),
+    Closed,
+    Other,
+}
+
+/// A fast-path request: its head as the service sees it, and how the client wants the
+/// connection treated.
+struct Parsed {
+    req: Request<()>,
+    close: bool,
+}
+
+struct Conn {
+    /// What was read from the client and not yet used (allocated at the first read, so an
+    /// idle connection that never sent anything holds no buffer).
+    buf: BytesMut,
+    /// The head (and small body) about to be written, reused from request to request.
+    out: Vec<u8>,
+    /// The origin connection of the last request.
+    held: Option<Origin>,
+}
+
+impl Conn {
+    async fn read_head<I>(&mut self, io: &mut I, ctx: &ConnCtx, max_head: usize) -> Read
+    where
+        I: AsyncRead + Unpin,
+    {
+        loop {
+            if !self.buf.is_empty() {
+                let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+                let mut req = httparse::Request::new(&mut fields);
+                match req.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        return match parsed(&req) {
+                            Some(p) => Read::Request(len, p),
+                            None => Read::Other,
+                        }
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() <= max_head => {}
+                    _ => return Read::Other,
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < 512 {
+                // Small at first: most heads are well under 1 KiB, and an idle connection
+                // keeps what it has.
+                let grow = if self.buf.capacity() == 0 { 2048 } else { 8192 };
+                self.buf.reserve(grow);
+            }
+            let read = if self.buf.is_empty() {
+                // Between requests a drain closes the connection at once.
+                tokio::select! {
+                    r = io.read_buf(&mut self.buf) => r,
+                    _ = ctx.shared.draining.cancelled() => return Read::Closed,
+                }
+            } else {
+                io.read_buf(&mut self.buf).await
+            };
+            match read {
+                Ok(0) | Err(_) => return Read::Closed,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// One request, from its parsed head to the end of its answer.
+    async fn one<I>(&mut self, io: &mut I, ctx: &ConnCtx, p: Parsed) -> Next
+    where
+        I: AsyncWrite + Unpin,
+    {
+        let Parsed { mut req, close } = p;
+        let head_request = req.method() == Method::HEAD;
+        let (begun, who) = service::begin(&req, ctx).await;
+        let Begun {
+            guard,
+            snap,
+            mut ex,
+        } = begun;
+        let routed = match who {
+            Ok(who) => service::route(&mut req, ctx, &snap, who, &mut ex).await,
+            Err(resp) => Err(resp),
+        };
+        let next = match routed {
+            Err(resp) => {
+                self.answer(io, &snap, resp, &mut ex, head_request, close)
+                    .await
+            }
+            Ok(routed) => {
+                request_head(&req, &mut self.out);
+                self.forward(io, ctx, &snap, routed, &mut ex, head_request, close)
+                    .await
+            }
+        };
+        drop(ex);
+        drop(guard);
+        next
+    }
+
+    /// Writes an answer egressd made up (block page, error).
+    async fn answer<I>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        resp: Response<ProxyBody>,
+        ex: &mut Exchange,
+        head_request: bool,
+        close: bool,
+    ) -> Next
+    where
+        I: AsyncWrite + Unpin,
+    {
+        ex.responded(snap, resp.status().as_u16(), resp.body().error());
+        let (parts, mut body) = resp.into_parts();
+        let close = close || has_close(&parts.headers);
+        self.out.clear();
+        response_head(&mut self.out, parts.status, None, &parts.headers, close);
+        let mut data = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(d) = frame.into_data() {
+                data.extend_from_slice(&d);
+            }
+        }
+        if !parts.headers.contains_key(CONTENT_LENGTH) {
+            let _ = write!(self.out, "content-length: {}\r\n", data.len());
+        }
+        self.out.extend_from_slice(b"\r\n");
+        if !head_request {
+            self.out.extend_from_slice(&data);
+            ex.sent_down(data.len());
+        }
+        let mut out = std::mem::take(&mut self.out);
+        let written = flush(io, &mut out).await;
+        self.out = out;
+        match written {
+            Ok(()) if !close => Next::KeepAlive,
+            _ => Next::Close,
+        }
+    }
+
+    /// Sends the request head in `out` to `addr` and relays the answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward<I>(
+        &mut self,
+        io: &mut I,
+        ctx: &ConnCtx,
+        snap: &Snapshot,
+        (addr, target): (std::net::SocketAddr, Target),
+        ex: &mut Exchange,
+        head_request: bool,
+        close: bool,
+    ) -> Next
+    where
+        I: AsyncWrite + Unpin,
+    {
+        let timeout = snap.settings.timeouts.response_header;
+        let connect = Duration::from_millis(
+            ctx.shared
+                .connect_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let exchanged = tokio::time::timeout(timeout, async {
+            let mut kept = self.reuse(ctx, addr);
+            loop {
+                let reused = kept.is_some();
+                let mut origin = match kept.take() {
+                    Some(o) => o,
+                    None => Origin::connect(addr, connect).await?,
+                };
+                match origin.exchange(&self.out, head_request).await {
+                    Ok(head) => return Ok((origin, head)),
+                    // A kept connection the origin had closed: once more on a new one.
+                    Err(OriginError::Stale) if reused => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await;
+        let (mut origin, head) = match exchanged {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, host = %target.host, "origin request failed");
+                let resp = respond::error(e.error_type(), &target.host.to_string());
+                return self.answer(io, snap, resp, ex, head_request, close).await;
+            }
+            Err(_) => {
+                let resp = respond::error(ErrorType::HttpResponseTimeout, &target.host.to_string());
+                return self.answer(io, snap, resp, ex, head_request, close).await;
+            }
+        };
+        let Head {
+            status,
+            reason,
+            mut headers,
+            framing,
+            reusable,
+        } = head;
+        super::forward::prepare_response(&mut headers);
+        ex.responded(snap, status.as_u16(), None);
+        self.out.clear();
+        response_head(&mut self.out, status, reason.as_deref(), &headers, close);
+        if matches!(framing, Framing::Chunked | Framing::UntilClose) {
+            self.out
+                .extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
+        let mut out = std::mem::take(&mut self.out);
+        let relayed = origin.relay_body(framing, &mut out, io, ex).await;
+        self.out = out;
+        match relayed {
+            Ok(()) => {
+                if reusable {
+                    origin.touch();
+                    self.held = Some(origin);
+                }
+                if close {
+                    Next::Close
+                } else {
+                    Next::KeepAlive
+                }
+            }
+            Err(RelayError::Origin) => {
+                ex.body_failed();
+                Next::Close
+            }
+            Err(RelayError::Client) => Next::Close,
+        }
+    }
+
+    /// The held connection if it goes to `addr` and is still good, else one from the pool.
+    fn reuse(&mut self, ctx: &ConnCtx, addr: std::net::SocketAddr) -> Option<Origin> {
+        if let Some(mut o) = self.held.take() {
+            if o.addr == addr && o.alive() {
+                return Some(o);
+            }
+            if o.alive() {
+                ctx.shared.origins.checkin(o);
+            }
+        }
+        ctx.shared.origins.checkout(addr)
+    }
+}
+
+/// The service's view of a head the fast path takes, or `None` to leave it to hyper.
+fn parsed(req: &httparse::Request<'_, '_>) -> Option<Parsed> {
+    if req.version != Some(1) {
+        return None;
+    }
+    let method = match req.method? {
+        "GET" => Method::GET,
+        "HEAD" => Method::HEAD,
+        _ => return None,
+    };
+    let target = req.path?;
+    if target.len() < 8 || !target.as_bytes()[..7].eq_ignore_ascii_case(b"http://") {
+        return None;
+    }
+    let uri = Uri::try_from(target).ok()?;
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut close = false;
+    for f in req.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes()).ok()?;
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == EXPECT || name == UPGRADE
+        {
+            return None;
+        }
+        if name == CONNECTION {
+            close |= super::origin::tokens(f.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+        }
+        headers.append(name, HeaderValue::from_bytes(f.value).ok()?);
+    }
+    let mut r = Request::new(());
+    *r.method_mut() = method;
+    *r.uri_mut() = uri;
+    *r.headers_mut() = headers;
+    Some(Parsed { req: r, close })
+}
+
+/// The request head for the origin (already rewritten by `service::route`: origin-form
+/// target, hop-by-hop fields removed, `Host`, `Via`).
+fn request_head(req: &Request<()>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    fields(out, req.headers());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A response head for the client without its final empty line (the caller adds framing).
+fn response_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    reason: Option<&[u8]>,
+    headers: &HeaderMap,
+    close: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    match reason {
+        Some(r) => out.extend_from_slice(r),
+        None => out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes()),
+    }
+    out.extend_from_slice(b"\r\n");
+    fields(out, headers);
+    if !headers.contains_key(DATE) {
+        // RFC 9110 §6.6.1: a recipient with a clock adds the `Date` a response lacks.
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(&http_date());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close && !has_close(headers) {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+}
+
+fn fields(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn has_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| super::origin::tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")))
+}
+
+async fn flush<W: AsyncWrite + Unpin>(io: &mut W, out: &mut Vec<u8>) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let r = io.write_all(out).await;
+    out.clear();
+    r
+}
+
+/// The current time as an HTTP date, formatted once per second per thread.
+fn http_date() -> [u8; 29] {
+    use std::cell::Cell;
+    thread_local! {
+        static CACHED: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let (at, date) = c.get();
+        if at == secs {
+            return date;
+        }
+        let mut fresh = [0u8; 29];
+        fresh.copy_from_slice(httpdate::fmt_http_date(now).as_bytes());
+        c.set((secs, fresh));
+        fresh
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(head: &str) -> Option<Parsed> {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut req = httparse::Request::new(&mut fields);
+        match req.parse(head.as_bytes()) {
+            Ok(httparse::Status::Complete(_)) => parsed(&req),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_plain_bodiless_requests_take_the_fast_path() {
+        let p = take("GET http://a.test/x?y HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
+        assert_eq!(p.req.uri(), "http://a.test/x?y");
+        assert!(!p.close);
+        let p = take("HEAD HTTP://a.test/ HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n");
+        assert!(p.unwrap().close);
+        for hyper in [
+            "POST http://a.test/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            "GET http://a.test/ HTTP/1.0\r\n\r\n",
+            "GET /origin-form HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            "GET https://a.test/ HTTP/1.1\r\n\r\n",
+            "GET http:// HTTP/1.1\r\n\r\n",
+            "CONNECT a.test:443 HTTP/1.1\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nHost : a\r\n\r\n",
+        ] {
+            assert!(take(hyper).is_none(), "{hyper:?} took the fast path");
+        }
+    }
+}
