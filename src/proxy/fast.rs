@@ -21,17 +21,20 @@
 //! [`TrackedIo::unread`]: super::activity::TrackedIo::unread
 
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE,
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::body::ProxyBody;
+use super::forward;
 use super::observe::Exchange;
 use super::origin::{Framing, Head, Origin, OriginError, RelayError};
 use super::respond::{self, ErrorType};
@@ -166,7 +169,7 @@ impl Conn {
     where
         I: AsyncWrite + Unpin,
     {
-        let Parsed { mut req, close } = p;
+        let Parsed { req, close } = p;
         let head_request = req.method() == Method::HEAD;
         let (begun, who) = service::begin(&req, ctx).await;
         let Begun {
@@ -175,7 +178,7 @@ impl Conn {
             mut ex,
         } = begun;
         let routed = match who {
-            Ok(who) => service::route(&mut req, ctx, &snap, who, &mut ex).await,
+            Ok(who) => service::route(&req, ctx, &snap, who, &mut ex).await,
             Err(resp) => Err(resp),
         };
         let next = match routed {
@@ -184,7 +187,8 @@ impl Conn {
                     .await
             }
             Ok(routed) => {
-                request_head(&req, &mut self.out);
+                let xff = service::forwarded_for(ctx, &snap);
+                request_head(&req, &routed.1, xff, &mut self.out);
                 self.forward(io, ctx, &snap, routed, &mut ex, head_request, close)
                     .await
             }
@@ -264,7 +268,7 @@ impl Conn {
                     Some(o) => o,
                     None => Origin::connect(addr, connect).await?,
                 };
-                match origin.exchange(&self.out, head_request).await {
+                match origin.exchange(&mut self.out, head_request).await {
                     Ok(head) => return Ok((origin, head)),
                     // A kept connection the origin had closed: once more on a new one.
                     Err(OriginError::Stale) if reused => {}
@@ -287,15 +291,13 @@ impl Conn {
         };
         let Head {
             status,
-            reason,
-            mut headers,
             framing,
             reusable,
         } = head;
-        super::forward::prepare_response(&mut headers);
         ex.responded(snap, status.as_u16(), None);
-        self.out.clear();
-        response_head(&mut self.out, status, reason.as_deref(), &headers, close);
+        if close {
+            self.out.extend_from_slice(b"connection: close\r\n");
+        }
         if matches!(framing, Framing::Chunked | Framing::UntilClose) {
             self.out
                 .extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -373,16 +375,41 @@ fn parsed(req: &httparse::Request<'_, '_>) -> Option<Parsed> {
     Some(Parsed { req: r, close })
 }
 
-/// The request head for the origin (already rewritten by `service::route`: origin-form
-/// target, hop-by-hop fields removed, `Host`, `Via`).
-fn request_head(req: &Request<()>, out: &mut Vec<u8>) {
+/// The request head for the origin, written straight from the client's (RFC 9110 §7.6): the
+/// origin-form target, `Host` from the target (never the client's), the client's fields less
+/// the hop-by-hop ones and those its `Connection` names, `Via`, and `X-Forwarded-For` when
+/// configured. The same rewrite as `forward::prepare_request`, without the `HeaderMap` edits.
+fn request_head(req: &Request<()>, target: &Target, xff: Option<IpAddr>, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
-    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    fields(out, req.headers());
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    target.write_host_header(80, out);
+    out.extend_from_slice(b"\r\n");
+    let headers = req.headers();
+    let connection = headers.get_all(CONNECTION);
+    let named = |name: &HeaderName| {
+        connection.iter().any(|v| {
+            super::origin::tokens(v.as_bytes())
+                .any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
+        })
+    };
+    let any_named = connection.iter().next().is_some();
+    for (name, value) in headers {
+        if name == HOST || forward::is_hop_by_hop_name(name) || (any_named && named(name)) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"via: 1.1 egressd\r\n");
+    if let Some(ip) = xff {
+        let _ = write!(out, "x-forwarded-for: {ip}\r\n");
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -438,7 +465,7 @@ async fn flush<W: AsyncWrite + Unpin>(io: &mut W, out: &mut Vec<u8>) -> std::io:
 }
 
 /// The current time as an HTTP date, formatted once per second per thread.
-fn http_date() -> [u8; 29] {
+pub fn http_date() -> [u8; 29] {
     use std::cell::Cell;
     thread_local! {
         static CACHED: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };

@@ -27,6 +27,27 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// Whether a header is one of [`HOP_BY_HOP`].
+pub fn is_hop_by_hop_name(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Whether a field name is one of [`HOP_BY_HOP`], in any case (for heads copied without a
+/// `HeaderMap`). By length first: most names are ruled out without a comparison.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    let candidates: &[&[u8]] = match name.len() {
+        2 => &[b"te"],
+        7 => &[b"trailer", b"upgrade"],
+        10 => &[b"connection", b"keep-alive"],
+        16 => &[b"proxy-connection"],
+        17 => &[b"transfer-encoding"],
+        18 => &[b"proxy-authenticate"],
+        19 => &[b"proxy-authorization"],
+        _ => return false,
+    };
+    candidates.iter().any(|c| c.eq_ignore_ascii_case(name))
+}
+
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them, and most of the rest only `Connection`: one pass over
@@ -113,6 +134,26 @@ pub fn prepare_response(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_bytes_match_the_names() {
+        for h in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(h.as_str().as_bytes()), "{h}");
+            assert!(is_hop_by_hop(h.as_str().to_uppercase().as_bytes()), "{h}");
+            assert!(is_hop_by_hop_name(h));
+        }
+        for other in [
+            "host",
+            "t",
+            "tx",
+            "trailers",
+            "content-length",
+            "proxy-status",
+            "via",
+        ] {
+            assert!(!is_hop_by_hop(other.as_bytes()), "{other}");
+        }
+    }
 
     #[test]
     fn a_length_beside_chunks_is_not_passed_on() {

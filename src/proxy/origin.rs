@@ -22,12 +22,13 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::dial::{self, DialError};
+use super::fast::http_date;
+use super::forward;
 use super::observe::Exchange;
 use super::respond::ErrorType;
 
@@ -83,13 +84,11 @@ pub enum Framing {
     UntilClose,
 }
 
-/// A response head from an origin.
+/// What the fast path needs of a response head (the head itself is already written for the
+/// client, see [`parse_head`]).
 #[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
-    /// The reason phrase when it is not the status's canonical one.
-    pub reason: Option<Box<[u8]>>,
-    pub headers: HeaderMap,
     pub framing: Framing,
     /// The connection may carry another request once this body is read.
     pub reusable: bool,
@@ -138,21 +137,22 @@ impl Origin {
         matches!(self.tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Writes a request head and reads the response head, skipping interim (1xx) answers.
-    /// `head_request`: the request was HEAD, so the answer has no body.
+    /// Writes the request head in `out` and reads the response head, skipping interim (1xx)
+    /// answers; `out` then holds the head for the client ([`parse_head`]). `head_request`: the
+    /// request was HEAD, so the answer has no body.
     pub async fn exchange(
         &mut self,
-        request: &[u8],
+        out: &mut Vec<u8>,
         head_request: bool,
     ) -> Result<Head, OriginError> {
-        if self.tcp.write_all(request).await.is_err() {
+        if self.tcp.write_all(out).await.is_err() {
             return Err(OriginError::Stale);
         }
         let mut answered = false;
         loop {
             if !self.buf.is_empty() {
                 answered = true;
-                if let Some((len, head)) = parse_head(&self.buf, head_request)? {
+                if let Some((len, head)) = parse_head(&self.buf, head_request, out)? {
                     self.buf.advance(len);
                     if head.status.is_informational() {
                         continue;
@@ -323,8 +323,17 @@ async fn flush<W: AsyncWrite + Unpin>(client: &mut W, out: &mut Vec<u8>) -> Resu
     r.map_err(|_| RelayError::Client)
 }
 
-/// Parses a response head; `Ok(None)` while it is incomplete.
-fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, OriginError> {
+/// Parses a response head; `Ok(None)` while it is incomplete. On success `out` holds the head
+/// for the client up to its framing (the caller adds `Connection: close`, `Transfer-Encoding`
+/// and the empty line): the status line, the origin's fields less the hop-by-hop ones
+/// (`forward::is_hop_by_hop`, and those its `Connection` names), `Via`, and a `Date` when the
+/// origin sent none (RFC 9110 §6.6.1). The fields are copied as httparse checked them (names
+/// are tokens; values hold no CR, LF or other control byte), never through a `HeaderMap`.
+fn parse_head(
+    buf: &[u8],
+    head_request: bool,
+    out: &mut Vec<u8>,
+) -> Result<Option<(usize, Head)>, OriginError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut resp = httparse::Response::new(&mut fields);
     let len = match resp.parse(buf) {
@@ -345,35 +354,36 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, O
         ));
     }
     let http11 = resp.version == Some(1);
-    let reason = resp
-        .reason
-        .filter(|r| Some(*r) != status.canonical_reason())
-        .map(|r| r.as_bytes().into());
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
     let mut length: Option<u64> = None;
     let mut codings = 0u32;
     let mut chunked_last = false;
     let mut close = !http11;
+    let mut named = false; // `Connection` names something other than close/keep-alive
+    let mut date = false;
     for f in resp.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| OriginError::Protocol("invalid header name"))?;
-        let value = HeaderValue::from_bytes(f.value)
-            .map_err(|_| OriginError::Protocol("invalid header value"))?;
-        if name == CONTENT_LENGTH {
+        let name = f.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_length(f.value).ok_or(OriginError::Protocol("invalid Content-Length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(OriginError::Protocol("conflicting Content-Length values"));
             }
             length = Some(n);
-        } else if name == TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             for coding in tokens(f.value) {
                 codings += 1;
                 chunked_last = coding.eq_ignore_ascii_case(b"chunked");
             }
-        } else if name == CONNECTION {
-            close |= tokens(f.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for t in tokens(f.value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !t.eq_ignore_ascii_case(b"keep-alive") {
+                    named = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"date") {
+            date = true;
         }
-        headers.append(name, value);
     }
     let no_body = head_request
         || status.is_informational()
@@ -388,23 +398,66 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Head)>, O
         if codings != 1 || !chunked_last {
             return Err(OriginError::Protocol("transfer coding other than chunked"));
         }
-        if length.is_some() {
-            // §6.3 ¶3: the coding wins (`forward::prepare_response` drops the length), and a
-            // connection that sent both is not trusted with another request.
-            close = true;
-        }
+        // §6.3 ¶3: the coding wins (a length beside it is not passed on), and a connection
+        // that sent both is not trusted with another request.
+        close |= length.is_some();
         Framing::Chunked
     } else {
         length.map_or(Framing::UntilClose, Framing::Length)
     };
     let framing = if no_body { Framing::Empty } else { framing };
+    if status.is_informational() {
+        return Ok(Some((
+            len,
+            Head {
+                status,
+                framing,
+                reusable: false,
+            },
+        )));
+    }
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    let reason = resp.reason.unwrap_or("");
+    out.extend_from_slice(if reason.is_empty() {
+        status.canonical_reason().unwrap_or("").as_bytes()
+    } else {
+        reason.as_bytes()
+    });
+    out.extend_from_slice(b"\r\n");
+    let connection = resp
+        .headers
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("connection"));
+    for f in resp.headers.iter() {
+        let name = f.name.as_bytes();
+        if forward::is_hop_by_hop(name)
+            || (codings > 0 && name.eq_ignore_ascii_case(b"content-length"))
+            || (named
+                && connection
+                    .clone()
+                    .any(|c| tokens(c.value).any(|t| t.eq_ignore_ascii_case(name))))
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(f.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"via: 1.1 egressd\r\n");
+    if !date {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(&http_date());
+        out.extend_from_slice(b"\r\n");
+    }
     let reusable = !close && framing != Framing::UntilClose;
     Ok(Some((
         len,
         Head {
             status,
-            reason,
-            headers,
             framing,
             reusable,
         },
@@ -486,7 +539,21 @@ mod tests {
     use super::*;
 
     fn head(raw: &str) -> Result<Option<(usize, Head)>, OriginError> {
-        parse_head(raw.as_bytes(), false)
+        parse_head(raw.as_bytes(), false, &mut Vec::new())
+    }
+
+    /// The head written for the client, lower-cased, without the `date` line.
+    fn client_head(raw: &str) -> String {
+        let mut out = Vec::new();
+        parse_head(raw.as_bytes(), false, &mut out)
+            .unwrap()
+            .unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("date: "))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     #[test]
@@ -510,11 +577,12 @@ mod tests {
         assert_eq!((r.framing, r.reusable), (Framing::Length(1), false));
         let r = h("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive, Close\r\n\r\n");
         assert!(!r.reusable);
-        let r = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
-            .unwrap()
-            .unwrap()
-            .1;
-        assert_eq!(r.framing, Framing::Empty);
+        let r = parse_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            true,
+            &mut Vec::new(),
+        );
+        assert_eq!(r.unwrap().unwrap().1.framing, Framing::Empty);
         assert!(head("HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
     }
 
@@ -531,6 +599,8 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
             "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n",
         ] {
             assert!(
                 matches!(head(raw), Err(OriginError::Protocol(_))),
@@ -540,10 +610,21 @@ mod tests {
     }
 
     #[test]
-    fn reason_kept_only_when_not_canonical() {
-        let r = head("HTTP/1.1 200 OK\r\n\r\n").unwrap().unwrap().1;
-        assert!(r.reason.is_none());
-        let r = head("HTTP/1.1 200 Fine\r\n\r\n").unwrap().unwrap().1;
-        assert_eq!(r.reason.as_deref(), Some(&b"Fine"[..]));
+    fn the_client_head_drops_hop_by_hop_fields_and_adds_via_and_date() {
+        assert_eq!(
+            client_head("HTTP/1.1 200 Fine\r\nServer: o\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nProxy-Authenticate: Basic\r\nTrailer: x\r\nUpgrade: h2c\r\nX-Kept: 2\r\nContent-Length: 0\r\n\r\n"),
+            "HTTP/1.1 200 Fine\nServer: o\nX-Kept: 2\nContent-Length: 0\nvia: 1.1 egressd"
+        );
+        // A length beside chunks is not passed on; nor is the coding (the caller frames).
+        assert_eq!(
+            client_head("HTTP/1.1 404 \r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+            "HTTP/1.1 404 Not Found\nvia: 1.1 egressd"
+        );
+        let mut out = Vec::new();
+        parse_head(b"HTTP/1.1 200 OK\r\n\r\n", false, &mut out).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("\r\ndate: "));
+        let mut out = Vec::new();
+        parse_head(b"HTTP/1.1 200 OK\r\nDate: x\r\n\r\n", false, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().matches("ate: ").count(), 1);
     }
 }

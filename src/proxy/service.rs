@@ -263,10 +263,14 @@ async fn forward_http(
     guard: RequestGuard,
     ex: &mut Exchange,
 ) -> Response<ProxyBody> {
-    let (addr, target) = match route(&mut req, ctx, snap, who, ex).await {
+    let (addr, target) = match route(&req, ctx, snap, who, ex).await {
         Ok(routed) => routed,
         Err(resp) => return with_guard(resp, guard),
     };
+    if let Err(e) = forward::prepare_request(&mut req, &target, forwarded_for(ctx, snap)) {
+        let resp = respond::error(e, "request cannot be forwarded");
+        return with_guard(resp, guard);
+    }
     let req = req.map(|body| ex.meter_request(body));
     let timeout = snap.settings.timeouts.response_header;
     match tokio::time::timeout(timeout, ctx.upstreams.send(addr, req)).await {
@@ -290,10 +294,10 @@ async fn forward_http(
 }
 
 /// A plain request from its target to the origin address it may go to: parse the absolute
-/// target, decide, resolve and check, and rewrite the request for the origin. `Err` is the
-/// answer instead (a block, a bad target, a failed resolution).
+/// target, decide, resolve and check. `Err` is the answer instead (a block, a bad target, a
+/// failed resolution). The caller rewrites the request for the origin.
 pub async fn route<B>(
-    req: &mut Request<B>,
+    req: &Request<B>,
     ctx: &ConnCtx,
     snap: &Snapshot,
     who: Identified,
@@ -316,16 +320,16 @@ pub async fn route<B>(
         Ok(a) => a,
         Err(stop) => return Err(stopped(ex, stop, req.headers())),
     };
-    let addr = SocketAddr::new(addrs[0], target.port);
-    let xff = snap
-        .settings
+    ex.decided(snap, &decided);
+    Ok((SocketAddr::new(addrs[0], target.port), target))
+}
+
+/// The client address for `X-Forwarded-For`, when configured.
+pub fn forwarded_for(ctx: &ConnCtx, snap: &Snapshot) -> Option<IpAddr> {
+    snap.settings
         .forwarding
         .x_forwarded_for
-        .then(|| ctx.peer.ip());
-    ex.decided(snap, &decided);
-    forward::prepare_request(req, &target, xff)
-        .map_err(|e| respond::error(e, "request cannot be forwarded"))?;
-    Ok((addr, target))
+        .then(|| ctx.peer.ip())
 }
 
 fn block_response(

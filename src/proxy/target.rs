@@ -37,6 +37,23 @@ impl Target {
         HeaderValue::from_maybe_shared(bytes::Bytes::from(text.into_bytes())).ok()
     }
 
+    /// [`Target::host_header`] appended to a head being written.
+    pub fn write_host_header(&self, default_port: u16, out: &mut Vec<u8>) {
+        match &self.host {
+            Host::Name(n) => out.extend_from_slice(n.as_bytes()),
+            Host::Ip(IpAddr::V4(ip)) => {
+                out.extend_from_slice(ipv4_text(*ip, &mut [0; 15]).as_bytes())
+            }
+            Host::Ip(IpAddr::V6(_)) => {
+                return out.extend_from_slice(self.host_header(default_port).as_bytes())
+            }
+        }
+        if self.port != default_port {
+            out.push(b':');
+            out.extend_from_slice(itoa::Buffer::new().format(self.port).as_bytes());
+        }
+    }
+
     /// `host[:port]` for the upstream `Host` header, port omitted when it is the default.
     pub fn host_header(&self, default_port: u16) -> String {
         if self.port == default_port {
