@@ -21,6 +21,7 @@
 //! [`TrackedIo::unread`]: super::activity::TrackedIo::unread
 
 use std::io::Write as _;
+use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -129,9 +130,9 @@ impl Conn {
     {
         loop {
             if !self.buf.is_empty() {
-                let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-                let mut req = httparse::Request::new(&mut fields);
-                match req.parse(&self.buf) {
+                let mut fields = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+                let mut req = httparse::Request::new(&mut []);
+                match req.parse_with_uninit_headers(&self.buf, &mut fields) {
                     Ok(httparse::Status::Complete(len)) => {
                         return match parsed(&req) {
                             Some(p) => Read::Request(len, p),
