@@ -10,8 +10,8 @@
 //! - [`snapshot`]: one immutable, atomically swapped view (settings, policy, cache, identity).
 //! - [`identity`]: certificate patterns, source CIDRs, default ministry (the per-request walk
 //!   with credentials is [`proxy::auth::identify`]).
-//! - [`proxy`]: HOT PATH. Listeners (plain and TLS), identity and credentials, service, target
-//!   parsing, dial (resolve + egress guard), forward, tunnel with SNI inspection, and every
+//! - [`proxy`]: HOT PATH. Listeners (plain and TLS), the fast path and its origin connections,
+//!   identity and credentials, service, target parsing, dial (resolve + egress guard), forward, tunnel with SNI inspection, and every
 //!   synthetic response.
 //! - [`app`]: composition root; [`cli`]: `run`, `check`, `explain`, `test`.
 //!
@@ -19,7 +19,8 @@
 //!   audit log writer, off the hot path, never drops), [`admin`] (`/metrics`, `/healthz`,
 //!   `/readyz`, `/proxy.pac`); `proxy::observe` follows each request for both.
 //! # Life of a request
-//! accept (connection caps, TLS handshake on the TLS listener) → hyper HTTP/1.1 → load snapshot
+//! accept (connection caps, TLS handshake on the TLS listener) → HTTP/1.1: plain GET/HEAD on
+//! `proxy::fast` (httparse), anything else hands the connection to hyper → load snapshot
 //! → framing check (`proxy::framing`) → identify (client certificate, `Proxy-Authorization`,
 //! source CIDR, default) → parse target (the absolute URI, never `Host`) → decide (cache, then
 //! policy) → block, or resolve → `destinations:` check → egress guard → connect to the checked

@@ -7,7 +7,8 @@
 //! target, no body (`Content-Length` and `Transfer-Encoding` absent), no `Expect`, no `Upgrade`,
 //! and a head httparse accepts as it is. It then goes through the same steps as on the hyper
 //! path — `service::begin` (audit admission, head limits, identification) and `service::route`
-//! (target, decision, resolution, egress guard, rewrite) — and out to an [`Origin`] connection.
+//! (target, decision, resolution, egress guard) — and out to an [`Origin`] connection, the head
+//! for it written straight from the parsed fields ([`request_head`]).
 //!
 //! Anything else — CONNECT, a body, HTTP/1.0, a head httparse rejects or that is larger than the
 //! parser bound — is **handed over to hyper** for the rest of the connection, at the message
@@ -25,7 +26,7 @@ use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{
     HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING,
     UPGRADE,
@@ -82,7 +83,8 @@ where
             Read::Closed => break Ended::Closed,
             Read::Other => break Ended::Handoff(conn.buf.split().freeze()),
         };
-        let _ = conn.buf.split_to(len);
+        // `advance`, not `split_to`: the buffer stays one plain allocation, reused in place.
+        conn.buf.advance(len);
         let next = conn.one(io, ctx, req).await;
         if conn.out.capacity() > KEEP_BUFFER {
             conn.out = Vec::new();
@@ -171,6 +173,8 @@ impl Conn {
         I: AsyncWrite + Unpin,
     {
         let Parsed { req, close } = p;
+        // A drain answers the request in flight and says the connection ends with it.
+        let close = close || ctx.shared.draining.is_cancelled();
         let head_request = req.method() == Method::HEAD;
         let (begun, who) = service::begin(&req, ctx).await;
         let Begun {
@@ -217,24 +221,29 @@ impl Conn {
         let close = close || has_close(&parts.headers);
         self.out.clear();
         response_head(&mut self.out, parts.status, None, &parts.headers, close);
-        let mut data = Vec::new();
+        // A made-up answer is one frame, already in memory.
+        let mut data = Bytes::new();
         while let Some(Ok(frame)) = body.frame().await {
             if let Ok(d) = frame.into_data() {
-                data.extend_from_slice(&d);
+                data = if data.is_empty() {
+                    d
+                } else {
+                    [data, d].concat().into()
+                };
             }
         }
         if !parts.headers.contains_key(CONTENT_LENGTH) {
-            let _ = write!(self.out, "content-length: {}\r\n", data.len());
+            self.out.extend_from_slice(b"content-length: ");
+            let mut n = itoa::Buffer::new();
+            self.out.extend_from_slice(n.format(data.len()).as_bytes());
+            self.out.extend_from_slice(b"\r\n");
         }
         self.out.extend_from_slice(b"\r\n");
         if !head_request {
             self.out.extend_from_slice(&data);
             ex.sent_down(data.len());
         }
-        let mut out = std::mem::take(&mut self.out);
-        let written = flush(io, &mut out).await;
-        self.out = out;
-        match written {
+        match flush(io, &mut self.out).await {
             Ok(()) if !close => Next::KeepAlive,
             _ => Next::Close,
         }
