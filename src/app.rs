@@ -283,7 +283,12 @@ fn per_core(addr: SocketAddr, threads: usize, shared: &Arc<Shared>) -> std::io::
                 rt.block_on(async move {
                     let pool = Pool::new(timeout);
                     crate::proxy::upstream::set_thread_pool(pool.clone());
-                    let sweeper = tokio::spawn(sweep_upstreams(move || pool.sweep()));
+                    let origins = Arc::new(crate::proxy::origin::OriginPool::default());
+                    crate::proxy::origin::set_thread_pool(origins.clone());
+                    let sweeper = tokio::spawn(sweep_upstreams(move || {
+                        pool.sweep();
+                        origins.sweep();
+                    }));
                     match TcpListener::from_std(std_listener) {
                         Ok(l) => listener::serve(l, shared.clone(), Transport::Plain).await,
                         Err(e) => tracing::error!(error = %e, "per-core listener"),

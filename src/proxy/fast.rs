@@ -95,7 +95,7 @@ where
         }
     };
     if let Some(o) = conn.held.take() {
-        ctx.shared.origins.checkin(o);
+        ctx.origins.checkin(o);
     }
     ended
 }
@@ -343,10 +343,10 @@ impl Conn {
                 return Some(o);
             }
             if o.alive() {
-                ctx.shared.origins.checkin(o);
+                ctx.origins.checkin(o);
             }
         }
-        ctx.shared.origins.checkout(addr)
+        ctx.origins.checkout(addr)
     }
 }
 

@@ -129,6 +129,7 @@ pub(crate) async fn serve_connection<I>(
     let ctx = Arc::new(ConnCtx {
         peer,
         upstreams: super::upstream::thread_pool().unwrap_or_else(|| shared.upstreams.clone()),
+        origins: super::origin::thread_pool().unwrap_or_else(|| shared.origins.clone()),
         activity: activity.clone(),
         shared,
         tls,

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
@@ -205,7 +205,13 @@ impl Origin {
     ) -> Result<(), RelayError> {
         loop {
             let take = (self.buf.len() as u64).min(n) as usize;
-            out.extend_from_slice(&self.buf[..take]);
+            if out.is_empty() && take > 0 {
+                // The head went out already: the rest goes straight from the read buffer.
+                let r = client.write_all(&self.buf[..take]).await;
+                r.map_err(|_| RelayError::Client)?;
+            } else {
+                out.extend_from_slice(&self.buf[..take]);
+            }
             self.buf.advance(take);
             ex.sent_down(take);
             n -= take as u64;
@@ -482,7 +488,23 @@ pub fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
-/// Idle fast-path origin connections, shared by all client connections.
+thread_local! {
+    static THREAD_POOL: std::cell::RefCell<Option<Arc<OriginPool>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `pool` the one fast-path connections accepted on this thread use (a per-core runtime:
+/// a socket stays with the runtime that registered it, like `upstream::set_thread_pool`).
+pub fn set_thread_pool(pool: Arc<OriginPool>) {
+    THREAD_POOL.with(|p| *p.borrow_mut() = Some(pool));
+}
+
+/// This thread's pool, when it has one.
+pub fn thread_pool() -> Option<Arc<OriginPool>> {
+    THREAD_POOL.with(|p| p.borrow().clone())
+}
+
+/// Idle fast-path origin connections, shared by all client connections (of a per-core thread).
 #[derive(Default)]
 pub struct OriginPool {
     idle: Mutex<HashMap<SocketAddr, Vec<Origin>>>,

@@ -46,7 +46,7 @@ pub struct Shared {
     /// Idle origin connections for plain-HTTP forwarding.
     pub upstreams: Arc<Pool>,
     /// Idle origin connections of the fast path.
-    pub origins: OriginPool,
+    pub origins: Arc<OriginPool>,
     pub connect_timeout_ms: Arc<AtomicU64>,
     pub limiter: Arc<ConnLimiter>,
     /// Every connection and tunnel task, so a drain can wait for them.
@@ -79,7 +79,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snap),
             resolver,
             upstreams: Pool::new(connect_timeout_ms.clone()),
-            origins: OriginPool::default(),
+            origins: Arc::default(),
             connect_timeout_ms,
             limiter,
             tasks: TaskTracker::new(),
@@ -98,6 +98,8 @@ pub struct ConnCtx {
     /// Idle origin connections for this connection's requests: the serving thread's own pool
     /// when the proxy runs one runtime per core, else `shared.upstreams`.
     pub upstreams: Arc<Pool>,
+    /// The fast path's idle origin connections, chosen the same way.
+    pub origins: Arc<OriginPool>,
     pub activity: Arc<Activity>,
     pub shared: Arc<Shared>,
     /// `Some` on the TLS listener: what its handshake established (client certificate names).
@@ -145,11 +147,11 @@ pub async fn begin<B>(
     ctx.shared.audit.admit().await;
     let snap = ctx.shared.snapshot.load_full();
     let mut ex = Exchange::begin(ctx, req, &snap);
-    let who = identify(req, ctx, &snap, &mut ex).await;
+    let who = check_and_identify(req, ctx, &snap, &mut ex).await;
     (Begun { guard, snap, ex }, who)
 }
 
-async fn identify<B>(
+async fn check_and_identify<B>(
     req: &Request<B>,
     ctx: &ConnCtx,
     snap: &Snapshot,
