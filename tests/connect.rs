@@ -9,22 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn tree(origin_port: u16, extra: &str) -> common::ConfigTree {
-    // The origin speaks plain HTTP inside the tunnel; CONNECT to its port must be allowed.
-    let extra = format!(
-        "egress:\n  allow_private_cidrs: [127.0.0.0/8]\n  connect_ports: [443, {origin_port}]\ntunnel:\n  allow_non_tls: true\n{extra}"
-    );
-    let yaml = common::egressd_yaml("")
-        .replace("egress:\n  allow_private_cidrs: [127.0.0.0/8]\n", "")
-        + &extra;
-    common::ConfigTree::new(
-        &yaml,
-        &[
-            ("policies/_organization.yaml", common::ORG),
-            ("policies/agriculture.yaml", common::AGRICULTURE),
-            ("policies/health.yaml", common::HEALTH),
-            ("categories/social-media.yaml", common::SOCIAL),
-        ],
-    )
+    common::connect_tree(origin_port, "", extra)
 }
 
 async fn connect(proxy: std::net::SocketAddr, target: &str) -> (TcpStream, common::RawResponse) {

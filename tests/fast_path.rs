@@ -170,21 +170,7 @@ async fn a_transfer_coding_other_than_chunked_is_a_502() {
 async fn requests_left_to_hyper_carry_on_over_the_same_connection() {
     let o = origin::start().await;
     let port = o.addr.port();
-    let extra = format!(
-        "egress:\n  allow_private_cidrs: [127.0.0.0/8]\n  connect_ports: [443, {port}]\ntunnel:\n  allow_non_tls: true\n"
-    );
-    let yaml = common::egressd_yaml("")
-        .replace("egress:\n  allow_private_cidrs: [127.0.0.0/8]\n", "")
-        + &extra;
-    let tree = common::ConfigTree::new(
-        &yaml,
-        &[
-            ("policies/_organization.yaml", common::ORG),
-            ("policies/agriculture.yaml", common::AGRICULTURE),
-            ("policies/health.yaml", common::HEALTH),
-            ("categories/social-media.yaml", common::SOCIAL),
-        ],
-    );
+    let tree = common::connect_tree(port, "", "");
     let p = common::start(tree).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     let url = format!("http://allowed.test:{port}");
@@ -230,19 +216,7 @@ async fn requests_left_to_hyper_carry_on_over_the_same_connection() {
 async fn tunnel_bytes_sent_with_the_connect_head_are_not_lost() {
     let o = origin::start().await;
     let port = o.addr.port();
-    let yaml = common::egressd_yaml("").replace(
-        "egress:\n  allow_private_cidrs: [127.0.0.0/8]\n",
-        &format!("egress:\n  allow_private_cidrs: [127.0.0.0/8]\n  connect_ports: [{port}]\ntunnel:\n  allow_non_tls: true\n"),
-    );
-    let tree = common::ConfigTree::new(
-        &yaml,
-        &[
-            ("policies/_organization.yaml", common::ORG),
-            ("policies/agriculture.yaml", common::AGRICULTURE),
-            ("policies/health.yaml", common::HEALTH),
-            ("categories/social-media.yaml", common::SOCIAL),
-        ],
-    );
+    let tree = common::connect_tree(port, "", "");
     let p = common::start(tree).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     let target = format!("allowed.test:{port}");

@@ -224,15 +224,7 @@ fn with_dns_servers(servers: &str, extra: &str) -> common::ConfigTree {
         &format!("dns:\n  servers: {servers}\n  static:\n"),
     );
     assert!(yaml.contains("servers:"));
-    common::ConfigTree::new(
-        &yaml,
-        &[
-            ("policies/_organization.yaml", common::ORG),
-            ("policies/agriculture.yaml", common::AGRICULTURE),
-            ("policies/health.yaml", common::HEALTH),
-            ("categories/social-media.yaml", common::SOCIAL),
-        ],
-    )
+    common::tree_with(&yaml)
 }
 
 /// A panic in a connection task is contained only if panics unwind: no profile may abort.

@@ -236,15 +236,7 @@ fn tunnel_tree(o: &Origin, extra: &str) -> common::ConfigTree {
             o.addr.port()
         ),
     );
-    common::ConfigTree::new(
-        &yaml,
-        &[
-            ("policies/_organization.yaml", common::ORG),
-            ("policies/agriculture.yaml", common::AGRICULTURE),
-            ("policies/health.yaml", common::HEALTH),
-            ("categories/social-media.yaml", common::SOCIAL),
-        ],
-    )
+    common::tree_with(&yaml)
 }
 
 /// An open tunnel to the origin, checked by one request through it.

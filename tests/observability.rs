@@ -534,15 +534,7 @@ async fn unidentified_client_is_audited_as_none_and_unknown() {
         "    127.0.0.0/8: agriculture\n",
         "    127.0.0.1/32: agriculture\n",
     );
-    let tree = common::ConfigTree::new(
-        &yaml,
-        &[
-            ("policies/_organization.yaml", common::ORG),
-            ("policies/agriculture.yaml", common::AGRICULTURE),
-            ("policies/health.yaml", common::HEALTH),
-            ("categories/social-media.yaml", common::SOCIAL),
-        ],
-    );
+    let tree = common::tree_with(&yaml);
     let p = common::start(tree).await;
     let url = format!("http://allowed.test:{}/", o.addr.port());
     assert_eq!(
@@ -597,15 +589,7 @@ fn install_snapshot_replaces_policy_gauges() {
             ("categories/social-media.yaml", common::SOCIAL),
         ],
     );
-    let second = common::ConfigTree::new(
-        &common::egressd_yaml(""),
-        &[
-            ("policies/_organization.yaml", common::ORG),
-            ("policies/agriculture.yaml", common::AGRICULTURE),
-            ("policies/health.yaml", common::HEALTH),
-            ("categories/social-media.yaml", common::SOCIAL),
-        ],
-    );
+    let second = common::tree_with(&common::egressd_yaml(""));
     let metrics = Metrics::new();
     let load = |t: &common::ConfigTree| egressd::config::load(&t.config_path()).unwrap();
     let snap = Snapshot::build(&load(&first), 1, &metrics);

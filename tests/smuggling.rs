@@ -202,16 +202,7 @@ async fn proxy(origin_port: u16) -> common::Proxy {
     let yaml = common::egressd_yaml("")
         .replace("egress:\n  allow_private_cidrs: [127.0.0.0/8]\n", "")
         + &extra;
-    common::start(common::ConfigTree::new(
-        &yaml,
-        &[
-            ("policies/_organization.yaml", common::ORG),
-            ("policies/agriculture.yaml", common::AGRICULTURE),
-            ("policies/health.yaml", common::HEALTH),
-            ("categories/social-media.yaml", common::SOCIAL),
-        ],
-    ))
-    .await
+    common::start(common::tree_with(&yaml)).await
 }
 
 /// A well-formed request on a new connection still goes through, and reaches the origin once.

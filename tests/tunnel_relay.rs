@@ -13,21 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn tree(origin_port: u16, splice: bool) -> common::ConfigTree {
-    let yaml = common::egressd_yaml("")
-        .replace("egress:\n  allow_private_cidrs: [127.0.0.0/8]\n", "")
-        + &format!(
-            "egress:\n  allow_private_cidrs: [127.0.0.0/8]\n  connect_ports: [{origin_port}]\n\
-             tunnel:\n  allow_non_tls: true\n  splice: {splice}\n"
-        );
-    common::ConfigTree::new(
-        &yaml,
-        &[
-            ("policies/_organization.yaml", common::ORG),
-            ("policies/agriculture.yaml", common::AGRICULTURE),
-            ("policies/health.yaml", common::HEALTH),
-            ("categories/social-media.yaml", common::SOCIAL),
-        ],
-    )
+    common::connect_tree(origin_port, &format!("  splice: {splice}\n"), "")
 }
 
 /// Deterministic bytes that are not a TLS record (the tunnel allows non-TLS here).

@@ -16,15 +16,7 @@ async fn egress_guard_refuses_internal_destinations() {
     // No allow_private_cidrs: loopback and private ranges are refused, by literal or by name.
     let yaml =
         common::egressd_yaml("").replace("egress:\n  allow_private_cidrs: [127.0.0.0/8]\n", "");
-    let tree = common::ConfigTree::new(
-        &yaml,
-        &[
-            ("policies/_organization.yaml", common::ORG),
-            ("policies/agriculture.yaml", common::AGRICULTURE),
-            ("policies/health.yaml", common::HEALTH),
-            ("categories/social-media.yaml", common::SOCIAL),
-        ],
-    );
+    let tree = common::tree_with(&yaml);
     let o = origin::start().await;
     let p = common::start(tree).await;
     let port = o.addr.port();

@@ -122,8 +122,13 @@ dns:
 }
 
 pub fn standard_tree(extra: &str) -> ConfigTree {
+    tree_with(&egressd_yaml(extra))
+}
+
+/// The standard policies and categories under an `egressd.yaml` of the caller's.
+pub fn tree_with(egressd_yaml: &str) -> ConfigTree {
     ConfigTree::new(
-        &egressd_yaml(extra),
+        egressd_yaml,
         &[
             ("policies/_organization.yaml", ORG),
             ("policies/agriculture.yaml", AGRICULTURE),
@@ -131,6 +136,18 @@ pub fn standard_tree(extra: &str) -> ConfigTree {
             ("categories/social-media.yaml", SOCIAL),
         ],
     )
+}
+
+/// The standard tree with CONNECT allowed to `port` (and 443) and tunnels that are not TLS
+/// relayed: the test origins speak plain HTTP inside tunnels. `tunnel_extra` goes into the
+/// `tunnel:` section (e.g. `"  splice: false\n"`); `extra` at the end, as in [`egressd_yaml`].
+pub fn connect_tree(port: u16, tunnel_extra: &str, extra: &str) -> ConfigTree {
+    let yaml = egressd_yaml("").replace("egress:\n  allow_private_cidrs: [127.0.0.0/8]\n", "")
+        + &format!(
+            "egress:\n  allow_private_cidrs: [127.0.0.0/8]\n  connect_ports: [443, {port}]\n\
+             tunnel:\n  allow_non_tls: true\n{tunnel_extra}{extra}"
+        );
+    tree_with(&yaml)
 }
 
 /// A running in-process egressd plus the tree it was started from.
