@@ -220,7 +220,7 @@ impl Conn {
         let (parts, mut body) = resp.into_parts();
         let close = close || has_close(&parts.headers);
         self.out.clear();
-        response_head(&mut self.out, parts.status, None, &parts.headers, close);
+        answer_head(&mut self.out, parts.status, &parts.headers, close);
         // A made-up answer is one frame, already in memory.
         let mut data = Bytes::new();
         while let Some(Ok(frame)) = body.frame().await {
@@ -313,10 +313,7 @@ impl Conn {
                 .extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
         self.out.extend_from_slice(b"\r\n");
-        let mut out = std::mem::take(&mut self.out);
-        let relayed = origin.relay_body(framing, &mut out, io, ex).await;
-        self.out = out;
-        match relayed {
+        match origin.relay_body(framing, &mut self.out, io, ex).await {
             Ok(()) => {
                 if reusable {
                     origin.touch();
@@ -423,23 +420,20 @@ fn request_head(req: &Request<()>, target: &Target, xff: Option<IpAddr>, out: &m
     out.extend_from_slice(b"\r\n");
 }
 
-/// A response head for the client without its final empty line (the caller adds framing).
-fn response_head(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    reason: Option<&[u8]>,
-    headers: &HeaderMap,
-    close: bool,
-) {
+/// The head of an answer egressd made up, without its final empty line (the caller adds the
+/// length). Origin answers get theirs from `origin::parse_head`.
+fn answer_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, close: bool) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
-    match reason {
-        Some(r) => out.extend_from_slice(r),
-        None => out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes()),
-    }
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    fields(out, headers);
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if !headers.contains_key(DATE) {
         // RFC 9110 §6.6.1: a recipient with a clock adds the `Date` a response lacks.
         out.extend_from_slice(b"date: ");
@@ -448,15 +442,6 @@ fn response_head(
     }
     if close && !has_close(headers) {
         out.extend_from_slice(b"connection: close\r\n");
-    }
-}
-
-fn fields(out: &mut Vec<u8>, headers: &HeaderMap) {
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
 }
 
