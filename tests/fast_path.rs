@@ -233,3 +233,41 @@ async fn tunnel_bytes_sent_with_the_connect_head_are_not_lost() {
         .unwrap();
     assert!(r.body == origin::pattern(5000), "tunnelled body differs");
 }
+
+/// A drain lets the request in flight on a kept-alive connection finish, says in its answer
+/// that the connection ends, and then closes it.
+#[tokio::test]
+async fn a_drain_finishes_the_request_in_flight_and_closes_the_connection() {
+    for extra in ["", "forwarding: {fast_path: false}"] {
+        let o = origin::start().await;
+        let p = common::start(common::standard_tree(extra)).await;
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        let url = format!("http://allowed.test:{}", o.addr.port());
+        let r = get_url(&mut s, &format!("{url}/")).await;
+        assert_eq!(r.status, 200, "{extra}");
+        s.write_all(format!("GET {url}/sleep/400 HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (drained, r) = tokio::join!(
+            p.server.shutdown(Duration::from_secs(5)),
+            common::read_response(&mut s)
+        );
+        assert!(drained, "{extra}: the drain finished");
+        assert_eq!((r.status, r.text().as_str()), (200, "slept"), "{extra}");
+        assert_eq!(r.header("connection"), Some("close"), "{extra}");
+        let mut rest = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest))
+            .await
+            .expect("closed within 5 s")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "{extra}: the connection was closed");
+    }
+}
+
+async fn get_url(s: &mut TcpStream, url: &str) -> common::RawResponse {
+    s.write_all(format!("GET {url} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    common::read_response(s).await
+}

@@ -34,6 +34,7 @@ use http::header::{
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 
 use super::body::ProxyBody;
 use super::forward;
@@ -76,9 +77,10 @@ where
         buf: BytesMut::new(),
         out: Vec::new(),
         held: None,
+        draining: ctx.shared.draining.clone(),
     };
     let ended = loop {
-        let (len, req) = match conn.read_head(io, ctx, max_head).await {
+        let (len, req) = match conn.read_head(io, max_head).await {
             Read::Request(len, req) => (len, req),
             Read::Closed => break Ended::Closed,
             Read::Other => break Ended::Handoff(conn.buf.split().freeze()),
@@ -90,7 +92,7 @@ where
             conn.out = Vec::new();
         }
         match next {
-            Next::KeepAlive if !ctx.shared.draining.is_cancelled() => {}
+            Next::KeepAlive if !conn.draining.is_cancelled() => {}
             _ => break Ended::Closed,
         }
     };
@@ -123,10 +125,13 @@ struct Conn {
     out: Vec<u8>,
     /// The origin connection of the last request.
     held: Option<Origin>,
+    /// A drain answers the request in flight and says the connection ends with it: checked
+    /// when an answer's head is written, which may be long after the request arrived.
+    draining: CancellationToken,
 }
 
 impl Conn {
-    async fn read_head<I>(&mut self, io: &mut I, ctx: &ConnCtx, max_head: usize) -> Read
+    async fn read_head<I>(&mut self, io: &mut I, max_head: usize) -> Read
     where
         I: AsyncRead + Unpin,
     {
@@ -155,7 +160,7 @@ impl Conn {
                 // Between requests a drain closes the connection at once.
                 tokio::select! {
                     r = io.read_buf(&mut self.buf) => r,
-                    _ = ctx.shared.draining.cancelled() => return Read::Closed,
+                    _ = self.draining.cancelled() => return Read::Closed,
                 }
             } else {
                 io.read_buf(&mut self.buf).await
@@ -173,8 +178,6 @@ impl Conn {
         I: AsyncWrite + Unpin,
     {
         let Parsed { req, close } = p;
-        // A drain answers the request in flight and says the connection ends with it.
-        let close = close || ctx.shared.draining.is_cancelled();
         let head_request = req.method() == Method::HEAD;
         let (begun, who) = service::begin(&req, ctx).await;
         let Begun {
@@ -218,7 +221,7 @@ impl Conn {
     {
         ex.responded(snap, resp.status().as_u16(), resp.body().error());
         let (parts, mut body) = resp.into_parts();
-        let close = close || has_close(&parts.headers);
+        let close = close || has_close(&parts.headers) || self.draining.is_cancelled();
         self.out.clear();
         answer_head(&mut self.out, parts.status, &parts.headers, close);
         // A made-up answer is one frame, already in memory.
@@ -305,6 +308,7 @@ impl Conn {
             reusable,
         } = head;
         ex.responded(snap, status.as_u16(), None);
+        let close = close || self.draining.is_cancelled();
         if close {
             self.out.extend_from_slice(b"connection: close\r\n");
         }
