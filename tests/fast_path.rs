@@ -271,3 +271,24 @@ async fn get_url(s: &mut TcpStream, url: &str) -> common::RawResponse {
         .unwrap();
     common::read_response(s).await
 }
+
+/// A drain closes a kept-alive connection that waits for its next request at once (the
+/// shutdown finishes, well within its grace), and the client reads the close.
+#[tokio::test]
+async fn a_drain_closes_an_idle_kept_alive_connection() {
+    for extra in ["", "forwarding: {fast_path: false}"] {
+        let o = origin::start().await;
+        let p = common::start(common::standard_tree(extra)).await;
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        let url = format!("http://allowed.test:{}/", o.addr.port());
+        assert_eq!(get_url(&mut s, &url).await.status, 200, "{extra}");
+        let drained = p.server.shutdown(Duration::from_secs(5)).await;
+        assert!(drained, "{extra}: the idle connection held the drain up");
+        let mut rest = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest))
+            .await
+            .expect("closed within 5 s")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "{extra}: the connection was closed");
+    }
+}

@@ -90,6 +90,12 @@ impl Activity {
         RequestGuard(self.clone())
     }
 
+    /// No request in flight and no byte of the next head read: a drain may close the
+    /// connection without cutting a request short.
+    pub fn between_requests(&self) -> bool {
+        self.in_flight.load(Relaxed) == 0 && self.head_started_ms.load(Relaxed) == NOT_STARTED
+    }
+
     fn connection_deadline(&self, idle: Duration, header: Duration) -> (u64, Expired) {
         let head = self.head_started_ms.load(Relaxed);
         if self.in_flight.load(Relaxed) == 0 && head != NOT_STARTED {

@@ -156,16 +156,9 @@ impl Conn {
                 let grow = if self.buf.capacity() == 0 { 2048 } else { 8192 };
                 self.buf.reserve(grow);
             }
-            let read = if self.buf.is_empty() {
-                // Between requests a drain closes the connection at once.
-                tokio::select! {
-                    r = io.read_buf(&mut self.buf) => r,
-                    _ = self.draining.cancelled() => return Read::Closed,
-                }
-            } else {
-                io.read_buf(&mut self.buf).await
-            };
-            match read {
+            // Between requests a drain closes the connection at once: the task that watches
+            // this one ends it (`listener::serve_connection`).
+            match io.read_buf(&mut self.buf).await {
                 Ok(0) | Err(_) => return Read::Closed,
                 Ok(_) => {}
             }

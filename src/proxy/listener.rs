@@ -2,7 +2,9 @@
 //! upgrades (CONNECT) and its head limits, and the activity watchdog that enforces idle and
 //! request-header timeouts.
 //!
-//! Each connection runs in its own task. A panic while serving one is caught by tokio at that
+//! Each connection runs in its own task; its fast path (`fast`) in a second one, which the
+//! first watches for the idle and header timeouts and the drain, so that no request polls a
+//! timer or the drain's notification. A panic while serving one is caught by tokio at that
 //! task's boundary (release builds unwind; nothing sets `panic = "abort"`): the task's state is
 //! dropped, which releases its connection slot, and the listener and every other connection
 //! carry on. `tests::a_panicking_connection_leaves_the_listener_serving` shows it.
@@ -124,7 +126,7 @@ pub(crate) async fn serve_connection<I>(
         )
     };
     let activity = Arc::new(Activity::new());
-    let mut io = TrackedIo::new(io, activity.clone()).holding(slot);
+    let io = TrackedIo::new(io, activity.clone()).holding(slot);
     let draining = shared.draining.clone();
     let ctx = Arc::new(ConnCtx {
         peer,
@@ -136,19 +138,57 @@ pub(crate) async fn serve_connection<I>(
     });
     let watchdog = activity.watch_connection(idle, header);
     tokio::pin!(watchdog);
-    if fast_path {
-        let ended = tokio::select! {
-            ended = fast::serve(&mut io, &ctx, max_head) => ended,
-            why = watchdog.as_mut() => {
-                tracing::debug!(%peer, ?why, "closing client connection on timeout");
-                return;
+    let io = if fast_path {
+        let mut io = io;
+        // The fast path runs in a task of its own, watched from this one. Polled together in
+        // one task, every wake-up of a request also polled the watchdog's timer and the
+        // drain's notification, whose waiter list is one mutex shared by every connection.
+        let fast_ctx = ctx.clone();
+        let mut fast = ctx.shared.tasks.spawn(async move {
+            let ended = fast::serve(&mut io, &fast_ctx, max_head).await;
+            (io, ended)
+        });
+        let mut drain_seen = false;
+        let handed = loop {
+            tokio::select! {
+                served = &mut fast => match served {
+                    Ok((mut io, Ended::Handoff(pending))) => {
+                        io.unread(pending);
+                        break Some(io);
+                    }
+                    Ok((_, Ended::Closed)) => return,
+                    // A panic stays this connection's: on to the task that tokio catches
+                    // it in, as when one task served the connection.
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_) => return,
+                },
+                why = watchdog.as_mut() => {
+                    tracing::debug!(%peer, ?why, "closing client connection on timeout");
+                    break None;
+                }
+                // Drain: an idle connection closes now; one with a request under way gets
+                // its answer with `Connection: close` (the fast path checks the drain).
+                _ = draining.cancelled(), if !drain_seen => {
+                    drain_seen = true;
+                    if activity.between_requests() {
+                        break None;
+                    }
+                }
             }
         };
-        match ended {
-            Ended::Closed => return,
-            Ended::Handoff(pending) => io.unread(pending),
+        match handed {
+            Some(io) => io,
+            None => {
+                fast.abort();
+                // The socket closes when the task's state is dropped: wait for that, so the
+                // drain does not see this connection gone while its socket is still open.
+                let _ = fast.await;
+                return;
+            }
         }
-    }
+    } else {
+        io
+    };
     let io = TokioIo::new(io);
     let svc = service_fn(move |req| service::handle(req, ctx.clone()));
     let conn = http1::Builder::new()
