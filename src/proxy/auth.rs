@@ -38,11 +38,10 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use dashmap::DashMap;
 use http::header::PROXY_AUTHORIZATION;
-use http::{HeaderMap, HeaderValue, Response};
+use http::{HeaderMap, HeaderValue};
 use tokio::sync::Semaphore;
 
-use super::body::ProxyBody;
-use super::respond;
+use super::respond::{self, Answer};
 use super::service::ConnCtx;
 use crate::config::settings::User;
 use crate::identity::{Identified, Method};
@@ -223,7 +222,7 @@ pub async fn identify(
     headers: &HeaderMap,
     ctx: &ConnCtx,
     snap: &Snapshot,
-) -> Result<Identified, Response<ProxyBody>> {
+) -> Result<Identified, Answer> {
     // 1. A verified client certificate that matches a pattern.
     if let Some(who) = (ctx.tls.as_ref()).and_then(|t| snap.identity.by_certificate(&t.cert_names))
     {

@@ -28,19 +28,16 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING,
-    UPGRADE,
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http::{HeaderMap, Method, Request, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::body::ProxyBody;
 use super::forward;
 use super::observe::Exchange;
 use super::origin::{Framing, Head, Origin, OriginError, RelayError};
-use super::respond::{self, ErrorType};
+use super::respond::{self, Answer, ErrorType};
 use super::service::{self, Begun, ConnCtx};
 use super::target::Target;
 use crate::snapshot::Snapshot;
@@ -199,12 +196,12 @@ impl Conn {
         next
     }
 
-    /// Writes an answer egressd made up (block page, error).
+    /// Writes an answer egressd made up (block page, error) straight from its parts.
     async fn answer<I>(
         &mut self,
         io: &mut I,
         snap: &Snapshot,
-        resp: Response<ProxyBody>,
+        a: Answer,
         ex: &mut Exchange,
         head_request: bool,
         close: bool,
@@ -212,32 +209,31 @@ impl Conn {
     where
         I: AsyncWrite + Unpin,
     {
-        ex.responded(snap, resp.status().as_u16(), resp.body().error());
-        let (parts, mut body) = resp.into_parts();
-        let close = close || has_close(&parts.headers) || self.draining.is_cancelled();
-        self.out.clear();
-        answer_head(&mut self.out, parts.status, &parts.headers, close);
-        // A made-up answer is one frame, already in memory.
-        let mut data = Bytes::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Ok(d) = frame.into_data() {
-                data = if data.is_empty() {
-                    d
-                } else {
-                    [data, d].concat().into()
-                };
-            }
+        let status = a.status();
+        ex.responded(snap, status.as_u16(), a.reported());
+        let close = close || a.closes() || self.draining.is_cancelled();
+        let out = &mut self.out;
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        a.write_fields(out);
+        // RFC 9110 §6.6.1: a recipient with a clock adds the `Date` a response lacks.
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(&http_date());
+        out.extend_from_slice(b"\r\n");
+        if close && !a.closes() {
+            out.extend_from_slice(b"connection: close\r\n");
         }
-        if !parts.headers.contains_key(CONTENT_LENGTH) {
-            self.out.extend_from_slice(b"content-length: ");
-            let mut n = itoa::Buffer::new();
-            self.out.extend_from_slice(n.format(data.len()).as_bytes());
-            self.out.extend_from_slice(b"\r\n");
-        }
-        self.out.extend_from_slice(b"\r\n");
+        let body = a.body().as_bytes();
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
         if !head_request {
-            self.out.extend_from_slice(&data);
-            ex.sent_down(data.len());
+            out.extend_from_slice(body);
+            ex.sent_down(body.len());
         }
         match flush(io, &mut self.out).await {
             Ok(()) if !close => Next::KeepAlive,
@@ -415,38 +411,6 @@ fn request_head(req: &Request<()>, target: &Target, xff: Option<IpAddr>, out: &m
         let _ = write!(out, "x-forwarded-for: {ip}\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// The head of an answer egressd made up, without its final empty line (the caller adds the
-/// length). Origin answers get theirs from `origin::parse_head`.
-fn answer_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, close: bool) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if !headers.contains_key(DATE) {
-        // RFC 9110 §6.6.1: a recipient with a clock adds the `Date` a response lacks.
-        out.extend_from_slice(b"date: ");
-        out.extend_from_slice(&http_date());
-        out.extend_from_slice(b"\r\n");
-    }
-    if close && !has_close(headers) {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-}
-
-fn has_close(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .any(|v| super::origin::tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")))
 }
 
 async fn flush<W: AsyncWrite + Unpin>(io: &mut W, out: &mut Vec<u8>) -> std::io::Result<()> {

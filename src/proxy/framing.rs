@@ -16,10 +16,9 @@
 //!   client had sent them after the 200, so **400**.
 
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Response};
+use http::{HeaderMap, Method};
 
-use super::body::ProxyBody;
-use super::respond::{self, ErrorType};
+use super::respond::{self, Answer, ErrorType};
 
 /// Why a request's framing is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,7 +33,7 @@ pub enum FramingError {
 
 impl FramingError {
     /// The answer (connection closed after it: the rest of the stream cannot be trusted).
-    pub fn response(&self) -> Response<ProxyBody> {
+    pub fn response(&self) -> Answer {
         let details = self.to_string();
         match self {
             FramingError::UnknownCoding(_) => respond::not_implemented(&details),
@@ -121,10 +120,12 @@ mod tests {
 
     #[test]
     fn statuses() {
-        let r = FramingError::UnknownCoding("gzip".into()).response();
+        let r = FramingError::UnknownCoding("gzip".into())
+            .response()
+            .into_response();
         assert_eq!(r.status(), StatusCode::NOT_IMPLEMENTED);
         assert_eq!(r.headers()["connection"], "close");
-        let r = FramingError::ChunkedTwice.response();
+        let r = FramingError::ChunkedTwice.response().into_response();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         assert_eq!(r.headers()["connection"], "close");
     }

@@ -1,9 +1,15 @@
 //! Every response egressd makes up itself (400, 403, 502, 504, …) is built here, each with its
 //! RFC 9209 `Proxy-Status` header, so that a block or a failure looks the same whichever path
 //! produced it. A block is not an error: it carries the deciding rule and its reason.
+//!
+//! An [`Answer`] is such a response before it takes a form: a hyper `Response` on the hyper
+//! path ([`Answer::into_response`]), bytes on the fast path ([`Answer::write_fields`]), which
+//! so skips building and dropping a `HeaderMap` for every block.
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
+use http::header::{
+    HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, PROXY_AUTHENTICATE,
+};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 
@@ -126,9 +132,99 @@ pub struct BlockPage<'a> {
     pub host: &'a str,
 }
 
-/// 403 for a policy block, with an HTML page when the client accepts HTML, plain text otherwise.
-pub fn blocked(page: &BlockPage<'_>, request_headers: Option<&HeaderMap>) -> Response<ProxyBody> {
-    let html = request_headers.is_some_and(accepts_html);
+/// A response egressd made up: status, `Proxy-Status`, a text or HTML body.
+#[derive(Debug)]
+pub struct Answer {
+    status: StatusCode,
+    /// The error the audit record and metrics report (`None` for the 407 challenge).
+    reported: Option<ErrorType>,
+    proxy_status: HeaderValue,
+    content_type: HeaderValue,
+    /// The 407 challenge's `Proxy-Authenticate`.
+    challenge: bool,
+    body: String,
+}
+
+const CHALLENGE: HeaderValue =
+    HeaderValue::from_static("Basic realm=\"egressd\", charset=\"UTF-8\"");
+
+impl Answer {
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn reported(&self) -> Option<ErrorType> {
+        self.reported
+    }
+
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// After a malformed or unframeable request the stream position is unknown, and a client
+    /// that sent an oversized head is not worth keeping: these end the connection.
+    pub fn closes(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::BAD_REQUEST
+                | StatusCode::URI_TOO_LONG
+                | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+                | StatusCode::NOT_IMPLEMENTED
+        )
+    }
+
+    /// The answer's own header fields, `name: value\r\n` each, in the order
+    /// [`Answer::into_response`] inserts them (`Connection: close` when [`Answer::closes`]).
+    /// The status line, `Date`, the length and the empty line are the writer's.
+    pub fn write_fields(&self, out: &mut Vec<u8>) {
+        let mut field = |name: &str, value: &HeaderValue| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        };
+        field(PROXY_STATUS.as_str(), &self.proxy_status);
+        field(CONTENT_TYPE.as_str(), &self.content_type);
+        field(CACHE_CONTROL.as_str(), &NO_STORE);
+        if self.closes() {
+            field(CONNECTION.as_str(), &CLOSE);
+        }
+        if self.challenge {
+            field(PROXY_AUTHENTICATE.as_str(), &CHALLENGE);
+        }
+    }
+
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let close = self.closes();
+        let mut resp = Response::new(ProxyBody::answer(
+            Full::new(Bytes::from(self.body)),
+            self.reported,
+        ));
+        *resp.status_mut() = self.status;
+        let h = resp.headers_mut();
+        h.reserve(5);
+        h.insert(PROXY_STATUS, self.proxy_status);
+        h.insert(CONTENT_TYPE, self.content_type);
+        h.insert(CACHE_CONTROL, NO_STORE);
+        if close {
+            h.insert(CONNECTION, CLOSE);
+        }
+        if self.challenge {
+            h.insert(PROXY_AUTHENTICATE, CHALLENGE);
+        }
+        resp
+    }
+}
+
+impl From<Answer> for Response<ProxyBody> {
+    fn from(a: Answer) -> Self {
+        a.into_response()
+    }
+}
+
+/// 403 for a policy block, with an HTML page when the client accepts HTML ([`accepts_html`]),
+/// plain text otherwise.
+pub fn blocked(page: &BlockPage<'_>, html: bool) -> Answer {
     let body = if html {
         block_html(page)
     } else {
@@ -146,13 +242,13 @@ pub fn blocked(page: &BlockPage<'_>, request_headers: Option<&HeaderMap>) -> Res
 
 /// A failure (bad request, guard refusal, upstream error): status from the error type, a short
 /// plain-text body naming it.
-pub fn error(error: ErrorType, details: &str) -> Response<ProxyBody> {
+pub fn error(error: ErrorType, details: &str) -> Answer {
     error_with_status(error.status(), error, details)
 }
 
 /// `501` for a request whose transfer coding egressd cannot handle (RFC 9112 §6.1); RFC 9209
 /// has no type of its own for it, so it is an `http_request_error`.
-pub fn not_implemented(details: &str) -> Response<ProxyBody> {
+pub fn not_implemented(details: &str) -> Answer {
     error_with_status(
         StatusCode::NOT_IMPLEMENTED,
         ErrorType::HttpRequestError,
@@ -160,7 +256,7 @@ pub fn not_implemented(details: &str) -> Response<ProxyBody> {
     )
 }
 
-fn error_with_status(status: StatusCode, error: ErrorType, details: &str) -> Response<ProxyBody> {
+fn error_with_status(status: StatusCode, error: ErrorType, details: &str) -> Answer {
     let body = format!(
         "{} {}\negressd: {}{}{}\n",
         status.as_u16(),
@@ -174,7 +270,7 @@ fn error_with_status(status: StatusCode, error: ErrorType, details: &str) -> Res
 
 /// `414` or `431` for a request head over one of egressd's own limits; `limit` names the
 /// setting (`limits.max_headers`), so whoever reads the response knows which knob refused it.
-pub fn head_too_large(status: StatusCode, limit: &str) -> Response<ProxyBody> {
+pub fn head_too_large(status: StatusCode, limit: &str) -> Answer {
     let error = ErrorType::HttpRequestError;
     let body = format!(
         "{} {}\negressd: {}: {limit}\n",
@@ -187,25 +283,22 @@ pub fn head_too_large(status: StatusCode, limit: &str) -> Response<ProxyBody> {
 
 /// `407` challenge for `identity.credentials` (missing, malformed or wrong credentials). The
 /// connection stays open: a browser answers on it with credentials.
-pub fn auth_required() -> Response<ProxyBody> {
+pub fn auth_required() -> Answer {
     let status = StatusCode::PROXY_AUTHENTICATION_REQUIRED;
-    let mut resp = build(
+    let mut a = build(
         status,
         (ErrorType::HttpRequestDenied, false),
         "proxy authentication required",
         TEXT,
         "407 Proxy Authentication Required\negressd: proxy authentication required\n".into(),
     );
-    resp.headers_mut().insert(
-        "proxy-authenticate",
-        HeaderValue::from_static("Basic realm=\"egressd\", charset=\"UTF-8\""),
-    );
-    resp
+    a.challenge = true;
+    a
 }
 
 /// `403` for `Proxy-Authorization` sent over the plain listener while
 /// `identity.allow_basic_over_plaintext` is off.
-pub fn credentials_in_clear() -> Response<ProxyBody> {
+pub fn credentials_in_clear() -> Answer {
     error(
         ErrorType::HttpRequestDenied,
         "credentials are accepted only over TLS (identity.allow_basic_over_plaintext)",
@@ -220,30 +313,19 @@ fn build(
     details: &str,
     content_type: HeaderValue,
     body: String,
-) -> Response<ProxyBody> {
-    let reported = counted.then_some(error);
-    let mut resp = Response::new(ProxyBody::answer(Full::new(Bytes::from(body)), reported));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.reserve(4);
-    h.insert(PROXY_STATUS, proxy_status(error, details));
-    h.insert(CONTENT_TYPE, content_type);
-    h.insert(CACHE_CONTROL, NO_STORE);
-    if matches!(
+) -> Answer {
+    Answer {
         status,
-        StatusCode::BAD_REQUEST
-            | StatusCode::URI_TOO_LONG
-            | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-            | StatusCode::NOT_IMPLEMENTED
-    ) {
-        // After a malformed or unframeable request the stream position is unknown, and a client
-        // that sent an oversized head is not worth keeping: do not reuse the connection.
-        h.insert(CONNECTION, CLOSE);
+        reported: counted.then_some(error),
+        proxy_status: proxy_status(error, details),
+        content_type,
+        challenge: false,
+        body,
     }
-    resp
 }
 
-fn accepts_html(headers: &HeaderMap) -> bool {
+/// Whether the client's `Accept` names HTML (or any text, or anything).
+pub fn accepts_html(headers: &HeaderMap) -> bool {
     headers.get_all(ACCEPT).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',').any(|item| {
@@ -357,14 +439,14 @@ mod tests {
             ACCEPT,
             HeaderValue::from_static("text/html,application/xhtml+xml"),
         );
-        let r = blocked(&page, Some(&h));
+        let r = blocked(&page, accepts_html(&h)).into_response();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(r.headers()[CONTENT_TYPE]
             .to_str()
             .unwrap()
             .starts_with("text/html"));
         h.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let r = blocked(&page, Some(&h));
+        let r = blocked(&page, accepts_html(&h)).into_response();
         assert!(r.headers()[CONTENT_TYPE]
             .to_str()
             .unwrap()
@@ -399,18 +481,21 @@ mod tests {
             host: "h.example",
         };
         assert_eq!(
-            blocked(&page, None).body().error(),
+            blocked(&page, false).reported(),
             Some(ErrorType::HttpRequestDenied)
         );
         assert_eq!(
-            error(ErrorType::DnsError, "x").body().error(),
+            error(ErrorType::DnsError, "x")
+                .into_response()
+                .body()
+                .error(),
             Some(ErrorType::DnsError)
         );
         assert_eq!(
-            credentials_in_clear().body().error(),
+            credentials_in_clear().reported(),
             Some(ErrorType::HttpRequestDenied)
         );
-        let challenge = auth_required();
+        let challenge = auth_required().into_response();
         assert_eq!(challenge.body().error(), None);
         // It still says what it is in Proxy-Status.
         assert!(challenge.headers()[PROXY_STATUS]
@@ -421,7 +506,7 @@ mod tests {
 
     #[test]
     fn oversized_heads_name_the_limit_and_close() {
-        let r = head_too_large(StatusCode::URI_TOO_LONG, "limits.max_request_line");
+        let r = head_too_large(StatusCode::URI_TOO_LONG, "limits.max_request_line").into_response();
         assert_eq!(r.status(), StatusCode::URI_TOO_LONG);
         assert_eq!(
             r.headers()["proxy-status"],
@@ -429,5 +514,51 @@ mod tests {
         );
         assert_eq!(r.headers()[CONNECTION], "close");
         assert_eq!(r.body().error(), Some(ErrorType::HttpRequestError));
+    }
+
+    /// The fast path's bytes and the hyper path's `Response` carry the same fields, in the
+    /// same order, for every kind of answer.
+    #[test]
+    fn written_fields_are_the_response_headers() {
+        let answers: [fn() -> Answer; 6] = [
+            || blocked(&page_of(), true),
+            || error(ErrorType::DnsError, "x\"y"),
+            || {
+                head_too_large(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "limits.max_headers",
+                )
+            },
+            || not_implemented("gzip"),
+            auth_required,
+            credentials_in_clear,
+        ];
+        for make in answers {
+            let (a, b) = (make(), make());
+            let mut written = Vec::new();
+            a.write_fields(&mut written);
+            let resp = b.into_response();
+            let mut want = Vec::new();
+            for (name, value) in resp.headers() {
+                want.extend_from_slice(name.as_str().as_bytes());
+                want.extend_from_slice(b": ");
+                want.extend_from_slice(value.as_bytes());
+                want.extend_from_slice(b"\r\n");
+            }
+            assert_eq!(
+                String::from_utf8_lossy(&written),
+                String::from_utf8_lossy(&want)
+            );
+        }
+    }
+
+    fn page_of() -> BlockPage<'static> {
+        BlockPage {
+            ministry: "m",
+            rule: "r",
+            reason: Some("why"),
+            contact: None,
+            host: "h.example",
+        }
     }
 }

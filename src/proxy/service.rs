@@ -26,7 +26,7 @@ use super::framing;
 use super::limits::{self, ConnLimiter};
 use super::observe::Exchange;
 use super::origin::OriginPool;
-use super::respond::{self, BlockPage, ErrorType};
+use super::respond::{self, Answer, BlockPage, ErrorType};
 use super::target::{self, Target};
 use super::tls::TlsPeer;
 use super::tunnel;
@@ -118,7 +118,7 @@ pub async fn handle(
     } = begun;
     let who = match who {
         Ok(who) => who,
-        Err(resp) => return Ok(ex.respond(&snap, with_guard(resp, guard))),
+        Err(answer) => return Ok(ex.respond(&snap, with_guard(answer, guard))),
     };
     let resp = if req.method() == Method::CONNECT {
         tunnel::handle(req, ctx.clone(), snap.clone(), who, guard, &mut ex).await
@@ -138,10 +138,7 @@ pub struct Begun {
 
 /// What every request goes through first, whichever HTTP/1 path parsed it: the audit queue's
 /// admission, the head limits, framing and identification. `Err` is the answer to send instead.
-pub async fn begin<B>(
-    req: &Request<B>,
-    ctx: &ConnCtx,
-) -> (Begun, Result<Identified, Response<ProxyBody>>) {
+pub async fn begin<B>(req: &Request<B>, ctx: &ConnCtx) -> (Begun, Result<Identified, Answer>) {
     let guard = ctx.activity.begin_request();
     // A full audit queue holds new requests back rather than losing records.
     ctx.shared.audit.admit().await;
@@ -156,7 +153,7 @@ async fn check_and_identify<B>(
     ctx: &ConnCtx,
     snap: &Snapshot,
     ex: &mut Exchange,
-) -> Result<Identified, Response<ProxyBody>> {
+) -> Result<Identified, Answer> {
     if let Err(limit) = limits::check_head(req, &snap.settings.limits) {
         return Err(respond::head_too_large(limit.status(), limit.setting()));
     }
@@ -177,7 +174,7 @@ pub struct Decided {
     pub verdict: Verdict,
 }
 
-/// Why a request goes no further; turned into a response by [`Stop::into_response`].
+/// Why a request goes no further; turned into an answer by [`Stop::into_answer`].
 #[derive(Debug)]
 pub enum Stop {
     /// A policy block (from the decision or from `destinations:` after resolution).
@@ -187,14 +184,10 @@ pub enum Stop {
 }
 
 impl Stop {
-    pub fn into_response(
-        self,
-        snap: &Snapshot,
-        target: &Target,
-        headers: Option<&HeaderMap>,
-    ) -> Response<ProxyBody> {
+    /// `html`: the client accepts an HTML block page ([`respond::accepts_html`]).
+    pub fn into_answer(self, snap: &Snapshot, target: &Target, html: bool) -> Answer {
         match self {
-            Stop::Blocked(d) => block_response(snap, d, target, headers),
+            Stop::Blocked(d) => block_answer(snap, d, target, html),
             Stop::Failed(e) => dial_error(&e),
         }
     }
@@ -304,14 +297,14 @@ pub async fn route<B>(
     snap: &Snapshot,
     who: Identified,
     ex: &mut Exchange,
-) -> Result<(SocketAddr, Target), Response<ProxyBody>> {
+) -> Result<(SocketAddr, Target), Answer> {
     let target = target::parse_absolute(req.uri())
         .map_err(|e| respond::error(ErrorType::HttpRequestError, &e.to_string()))?;
     let path = req.uri().path_and_query().map(|p| p.as_str());
     ex.target(&target, Some(req.uri()));
     let stopped = |ex: &mut Exchange, stop: Stop, headers: &HeaderMap| {
         ex.stopped(snap, &stop);
-        stop.into_response(snap, &target, Some(headers))
+        stop.into_answer(snap, &target, respond::accepts_html(headers))
     };
     let mut decided = match decide(&ctx.shared.metrics, snap, who, &target, path) {
         Ok(d) => d,
@@ -334,12 +327,7 @@ pub fn forwarded_for(ctx: &ConnCtx, snap: &Snapshot) -> Option<IpAddr> {
         .then(|| ctx.peer.ip())
 }
 
-fn block_response(
-    snap: &Snapshot,
-    decided: Decided,
-    target: &Target,
-    headers: Option<&HeaderMap>,
-) -> Response<ProxyBody> {
+fn block_answer(snap: &Snapshot, decided: Decided, target: &Target, html: bool) -> Answer {
     let rule = snap.policy.rule(decided.verdict.rule);
     let (name, contact) = match decided.who.ministry {
         Some(m) => {
@@ -359,17 +347,20 @@ fn block_response(
         contact,
         host: &host,
     };
-    respond::blocked(&page, headers)
+    respond::blocked(&page, html)
 }
 
-pub fn dial_error(e: &DialError) -> Response<ProxyBody> {
+pub fn dial_error(e: &DialError) -> Answer {
     tracing::debug!(error = %e, "dial failed");
     respond::error(e.error_type(), &e.to_string())
 }
 
 /// Attaches the request guard to a response built without one.
-pub fn with_guard(resp: Response<ProxyBody>, guard: RequestGuard) -> Response<ProxyBody> {
-    let (parts, body) = resp.into_parts();
+pub fn with_guard(
+    resp: impl Into<Response<ProxyBody>>,
+    guard: RequestGuard,
+) -> Response<ProxyBody> {
+    let (parts, body) = resp.into().into_parts();
     Response::from_parts(parts, body.with_guard(guard))
 }
 

@@ -98,7 +98,7 @@ pub async fn handle(
         Ok(d) => d,
         Err(stop) => {
             ex.stopped(&snap, &stop);
-            return service::with_guard(stop.into_response(&snap, &target, None), guard);
+            return service::with_guard(stop.into_answer(&snap, &target, false), guard);
         }
     };
     ex.decided(&snap, &decided);
@@ -106,7 +106,7 @@ pub async fn handle(
         Ok(a) => a,
         Err(stop) => {
             ex.stopped(&snap, &stop);
-            return service::with_guard(stop.into_response(&snap, &target, None), guard);
+            return service::with_guard(stop.into_answer(&snap, &target, false), guard);
         }
     };
     ex.decided(&snap, &decided);
