@@ -28,13 +28,15 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE,
+    HeaderName, HeaderValue, ACCEPT, CONNECTION, CONTENT_LENGTH, EXPECT, PROXY_AUTHORIZATION,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, Method, Request, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::forward;
+use super::limits::HeadSize;
 use super::observe::Exchange;
 use super::origin::{Framing, Head, Origin, OriginError, RelayError};
 use super::respond::{self, Answer, ErrorType};
@@ -72,9 +74,12 @@ where
 {
     let mut conn = Conn {
         buf: BytesMut::new(),
-        out: Vec::new(),
-        held: None,
-        draining: ctx.shared.draining.clone(),
+        spans: Vec::new(),
+        w: Writer {
+            out: Vec::new(),
+            held: None,
+            draining: ctx.shared.draining.clone(),
+        },
     };
     let ended = loop {
         let (len, req) = match conn.read_head(io, max_head).await {
@@ -82,18 +87,24 @@ where
             Read::Closed => break Ended::Closed,
             Read::Other => break Ended::Handoff(conn.buf.split().freeze()),
         };
+        // The head stays in the buffer while its request is served (a fast-path request has
+        // no body, so nothing else is read meanwhile): the origin's head is written from it.
+        let fields = Fields {
+            head: &conn.buf[..len],
+            spans: &conn.spans,
+        };
+        let next = conn.w.one(io, ctx, req, fields).await;
         // `advance`, not `split_to`: the buffer stays one plain allocation, reused in place.
         conn.buf.advance(len);
-        let next = conn.one(io, ctx, req).await;
-        if conn.out.capacity() > KEEP_BUFFER {
-            conn.out = Vec::new();
+        if conn.w.out.capacity() > KEEP_BUFFER {
+            conn.w.out = Vec::new();
         }
         match next {
-            Next::KeepAlive if !conn.draining.is_cancelled() => {}
+            Next::KeepAlive if !conn.w.draining.is_cancelled() => {}
             _ => break Ended::Closed,
         }
     };
-    if let Some(o) = conn.held.take() {
+    if let Some(o) = conn.w.held.take() {
         ctx.origins.checkin(o);
     }
     ended
@@ -110,14 +121,48 @@ enum Read {
 /// A fast-path request: its head as the service sees it, and how the client wants the
 /// connection treated.
 struct Parsed {
+    /// Method, target, and of the header fields only those the service reads (`Accept`,
+    /// `Proxy-Authorization`): a `HeaderMap` of every field cost more than the rest of the
+    /// parse, and the origin's head is written from [`Fields`] instead.
     req: Request<()>,
+    /// Every header field, measured for the head limits.
+    size: HeadSize,
     close: bool,
+}
+
+/// Where one header field of the head sits in the connection's buffer.
+#[derive(Clone, Copy)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// The header fields of the request being served, as the client sent them.
+#[derive(Clone, Copy)]
+struct Fields<'a> {
+    head: &'a [u8],
+    spans: &'a [Span],
+}
+
+impl<'a> Fields<'a> {
+    fn iter(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        let head = self.head;
+        let at = move |(a, b): (u32, u32)| &head[a as usize..b as usize];
+        self.spans.iter().map(move |s| (at(s.name), at(s.value)))
+    }
 }
 
 struct Conn {
     /// What was read from the client and not yet used (allocated at the first read, so an
     /// idle connection that never sent anything holds no buffer).
     buf: BytesMut,
+    /// The fields of the head at the front of `buf`, reused from request to request.
+    spans: Vec<Span>,
+    w: Writer,
+}
+
+/// What serving a request writes to: apart from the read buffer, whose head it borrows.
+struct Writer {
     /// The head (and small body) about to be written, reused from request to request.
     out: Vec<u8>,
     /// The origin connection of the last request.
@@ -138,7 +183,7 @@ impl Conn {
                 let mut req = httparse::Request::new(&mut []);
                 match req.parse_with_uninit_headers(&self.buf, &mut fields) {
                     Ok(httparse::Status::Complete(len)) => {
-                        return match parsed(&req) {
+                        return match parsed(&req, &self.buf, &mut self.spans) {
                             Some(p) => Read::Request(len, p),
                             None => Read::Other,
                         }
@@ -161,15 +206,17 @@ impl Conn {
             }
         }
     }
+}
 
+impl Writer {
     /// One request, from its parsed head to the end of its answer.
-    async fn one<I>(&mut self, io: &mut I, ctx: &ConnCtx, p: Parsed) -> Next
+    async fn one<I>(&mut self, io: &mut I, ctx: &ConnCtx, p: Parsed, fields: Fields<'_>) -> Next
     where
         I: AsyncWrite + Unpin,
     {
-        let Parsed { req, close } = p;
+        let Parsed { req, size, close } = p;
         let head_request = req.method() == Method::HEAD;
-        let (begun, who) = service::begin(&req, ctx).await;
+        let (begun, who) = service::begin(&req, size, ctx).await;
         let Begun {
             guard,
             snap,
@@ -186,7 +233,7 @@ impl Conn {
             }
             Ok(routed) => {
                 let xff = service::forwarded_for(ctx, &snap);
-                request_head(&req, &routed.1, xff, &mut self.out);
+                request_head(&req, fields, &routed.1, xff, &mut self.out);
                 self.forward(io, ctx, &snap, routed, &mut ex, head_request, close)
                     .await
             }
@@ -340,8 +387,9 @@ impl Conn {
     }
 }
 
-/// The service's view of a head the fast path takes, or `None` to leave it to hyper.
-fn parsed(req: &httparse::Request<'_, '_>) -> Option<Parsed> {
+/// The service's view of a head the fast path takes, or `None` to leave it to hyper. `buf` is
+/// what `req` was parsed from; `spans` gets where its fields are.
+fn parsed(req: &httparse::Request<'_, '_>, buf: &[u8], spans: &mut Vec<Span>) -> Option<Parsed> {
     if req.version != Some(1) {
         return None;
     }
@@ -355,31 +403,58 @@ fn parsed(req: &httparse::Request<'_, '_>) -> Option<Parsed> {
         return None;
     }
     let uri = Uri::try_from(target).ok()?;
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    // httparse has checked every name is a token and every value field content, as hyper
+    // relies on too; the fields the service reads are validated again as `HeaderValue`s.
+    let mut headers = HeaderMap::new();
+    let mut size = HeadSize::default();
     let mut close = false;
+    let base = buf.as_ptr() as usize;
+    let span = |s: &[u8]| {
+        let a = (s.as_ptr() as usize - base) as u32;
+        (a, a + s.len() as u32)
+    };
+    spans.clear();
     for f in req.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes()).ok()?;
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == EXPECT || name == UPGRADE
-        {
+        let (name, value) = (f.name.as_bytes(), f.value);
+        let is = |n: &HeaderName| name.eq_ignore_ascii_case(n.as_str().as_bytes());
+        if is(&CONTENT_LENGTH) || is(&TRANSFER_ENCODING) || is(&EXPECT) || is(&UPGRADE) {
             return None;
         }
-        if name == CONNECTION {
-            close |= super::origin::tokens(f.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+        if is(&CONNECTION) {
+            close |= super::origin::tokens(value).any(|t| t.eq_ignore_ascii_case(b"close"));
+        } else if is(&ACCEPT) || is(&PROXY_AUTHORIZATION) {
+            let name = HeaderName::from_bytes(name).ok()?;
+            headers.append(name, HeaderValue::from_bytes(value).ok()?);
         }
-        headers.append(name, HeaderValue::from_bytes(f.value).ok()?);
+        size.fields += 1;
+        size.bytes += HeadSize::line(name.len(), value.len());
+        spans.push(Span {
+            name: span(name),
+            value: span(value),
+        });
     }
     let mut r = Request::new(());
     *r.method_mut() = method;
     *r.uri_mut() = uri;
     *r.headers_mut() = headers;
-    Some(Parsed { req: r, close })
+    Some(Parsed {
+        req: r,
+        size,
+        close,
+    })
 }
 
 /// The request head for the origin, written straight from the client's (RFC 9110 §7.6): the
 /// origin-form target, `Host` from the target (never the client's), the client's fields less
 /// the hop-by-hop ones and those its `Connection` names, `Via`, and `X-Forwarded-For` when
 /// configured. The same rewrite as `forward::prepare_request`, without the `HeaderMap` edits.
-fn request_head(req: &Request<()>, target: &Target, xff: Option<IpAddr>, out: &mut Vec<u8>) {
+fn request_head(
+    req: &Request<()>,
+    fields: Fields<'_>,
+    target: &Target,
+    xff: Option<IpAddr>,
+    out: &mut Vec<u8>,
+) {
     out.clear();
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
@@ -388,22 +463,24 @@ fn request_head(req: &Request<()>, target: &Target, xff: Option<IpAddr>, out: &m
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     target.write_host_header(80, out);
     out.extend_from_slice(b"\r\n");
-    let headers = req.headers();
-    let connection = headers.get_all(CONNECTION);
-    let named = |name: &HeaderName| {
-        connection.iter().any(|v| {
-            super::origin::tokens(v.as_bytes())
-                .any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
-        })
+    let is_connection = |name: &[u8]| name.eq_ignore_ascii_case(b"connection");
+    let any_named = fields.iter().any(|(name, _)| is_connection(name));
+    let named = |name: &[u8]| {
+        fields
+            .iter()
+            .filter(|(n, _)| is_connection(n))
+            .any(|(_, v)| super::origin::tokens(v).any(|t| t.eq_ignore_ascii_case(name)))
     };
-    let any_named = connection.iter().next().is_some();
-    for (name, value) in headers {
-        if name == HOST || forward::is_hop_by_hop_name(name) || (any_named && named(name)) {
+    for (name, value) in fields.iter() {
+        if name.eq_ignore_ascii_case(b"host")
+            || forward::is_hop_by_hop(name)
+            || (any_named && named(name))
+        {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"via: 1.1 egressd\r\n");
@@ -447,12 +524,55 @@ mod tests {
     use super::*;
 
     fn take(head: &str) -> Option<Parsed> {
+        take_with(head, &mut Vec::new())
+    }
+
+    fn take_with(head: &str, spans: &mut Vec<Span>) -> Option<Parsed> {
         let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let mut req = httparse::Request::new(&mut fields);
         match req.parse(head.as_bytes()) {
-            Ok(httparse::Status::Complete(_)) => parsed(&req),
+            Ok(httparse::Status::Complete(_)) => parsed(&req, head.as_bytes(), spans),
             _ => None,
         }
+    }
+
+    /// The origin's head is the client's less `Host` (written from the target), the hop-by-hop
+    /// fields and those `Connection` names, in any case; the service sees only the fields it
+    /// reads, and the head limits count all of them, as hyper's `HeaderMap` would.
+    #[test]
+    fn the_origin_head_and_the_services_fields() {
+        let head = "GET http://a.test:8080/p?q HTTP/1.1\r\nHOST: evil.test\r\n\
+            User-Agent: t/1\r\nCONNECTION: Keep-Alive, X-Secret\r\nx-secret: 1\r\n\
+            Keep-Alive: 5\r\nAccept: text/html\r\nProxy-Authorization: Basic eDp5\r\n\
+            Proxy-Connection: keep-alive\r\nTE: trailers\r\nX-Other: a, b\r\n\r\n";
+        let mut spans = Vec::new();
+        let p = take_with(head, &mut spans).unwrap();
+        let fields = Fields {
+            head: head.as_bytes(),
+            spans: &spans,
+        };
+        let target = Target {
+            host: crate::policy::host::normalize_host("a.test").unwrap(),
+            port: 8080,
+        };
+        let mut out = Vec::new();
+        request_head(&p.req, fields, &target, None, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /p?q HTTP/1.1\r\nhost: a.test:8080\r\nUser-Agent: t/1\r\n\
+             Accept: text/html\r\nX-Other: a, b\r\nvia: 1.1 egressd\r\n\r\n"
+        );
+        let names: Vec<_> = p.req.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept", "proxy-authorization"]);
+        let mut all = HeaderMap::new();
+        for (name, value) in fields.iter() {
+            all.append(
+                HeaderName::from_bytes(name).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        assert_eq!(p.size, HeadSize::of(&all));
+        assert_eq!(p.size.fields, 10);
     }
 
     #[test]

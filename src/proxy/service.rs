@@ -110,7 +110,7 @@ pub async fn handle(
     req: Request<Incoming>,
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let (begun, who) = begin(&req, &ctx).await;
+    let (begun, who) = begin(&req, limits::HeadSize::of(req.headers()), &ctx).await;
     let Begun {
         guard,
         snap,
@@ -138,23 +138,31 @@ pub struct Begun {
 
 /// What every request goes through first, whichever HTTP/1 path parsed it: the audit queue's
 /// admission, the head limits, framing and identification. `Err` is the answer to send instead.
-pub async fn begin<B>(req: &Request<B>, ctx: &ConnCtx) -> (Begun, Result<Identified, Answer>) {
+///
+/// `size`: the head's header fields as sent ([`limits::HeadSize::of`] `req`'s, unless the caller
+/// left fields the service does not read out of `req`).
+pub async fn begin<B>(
+    req: &Request<B>,
+    size: limits::HeadSize,
+    ctx: &ConnCtx,
+) -> (Begun, Result<Identified, Answer>) {
     let guard = ctx.activity.begin_request();
     // A full audit queue holds new requests back rather than losing records.
     ctx.shared.audit.admit().await;
     let snap = ctx.shared.snapshot.load_full();
     let mut ex = Exchange::begin(ctx, req, &snap);
-    let who = check_and_identify(req, ctx, &snap, &mut ex).await;
+    let who = check_and_identify(req, size, ctx, &snap, &mut ex).await;
     (Begun { guard, snap, ex }, who)
 }
 
 async fn check_and_identify<B>(
     req: &Request<B>,
+    size: limits::HeadSize,
     ctx: &ConnCtx,
     snap: &Snapshot,
     ex: &mut Exchange,
 ) -> Result<Identified, Answer> {
-    if let Err(limit) = limits::check_head(req, &snap.settings.limits) {
+    if let Err(limit) = limits::check_head_sized(req, size, &snap.settings.limits) {
         return Err(respond::head_too_large(limit.status(), limit.setting()));
     }
     if let Err(e) = framing::check(req.method(), req.headers()) {
