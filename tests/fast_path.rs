@@ -256,13 +256,18 @@ async fn a_drain_finishes_the_request_in_flight_and_closes_the_connection() {
         assert!(drained, "{extra}: the drain finished");
         assert_eq!((r.status, r.text().as_str()), (200, "slept"), "{extra}");
         assert_eq!(r.header("connection"), Some("close"), "{extra}");
-        let mut rest = [0u8; 1];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest))
-            .await
-            .expect("closed within 5 s")
-            .unwrap_or(0);
-        assert_eq!(n, 0, "{extra}: the connection was closed");
+        assert_closed(&mut s, extra).await;
     }
+}
+
+/// The proxy closed `s` (EOF or a reset within 5 s, no further byte).
+async fn assert_closed(s: &mut TcpStream, extra: &str) {
+    let mut rest = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest))
+        .await
+        .expect("closed within 5 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{extra}: the connection was closed");
 }
 
 async fn get_url(s: &mut TcpStream, url: &str) -> common::RawResponse {
@@ -284,11 +289,6 @@ async fn a_drain_closes_an_idle_kept_alive_connection() {
         assert_eq!(get_url(&mut s, &url).await.status, 200, "{extra}");
         let drained = p.server.shutdown(Duration::from_secs(5)).await;
         assert!(drained, "{extra}: the idle connection held the drain up");
-        let mut rest = [0u8; 1];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest))
-            .await
-            .expect("closed within 5 s")
-            .unwrap_or(0);
-        assert_eq!(n, 0, "{extra}: the connection was closed");
+        assert_closed(&mut s, extra).await;
     }
 }

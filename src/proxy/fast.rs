@@ -410,6 +410,10 @@ fn parsed(req: &httparse::Request<'_, '_>, buf: &[u8], spans: &mut Vec<Span>) ->
     let mut close = false;
     let base = buf.as_ptr() as usize;
     let span = |s: &[u8]| {
+        if s.is_empty() {
+            // An empty value need not point into `buf` (httparse could give any `&[]`).
+            return (0, 0);
+        }
         let a = (s.as_ptr() as usize - base) as u32;
         (a, a + s.len() as u32)
     };
@@ -573,6 +577,30 @@ mod tests {
         }
         assert_eq!(p.size, HeadSize::of(&all));
         assert_eq!(p.size.fields, 10);
+    }
+
+    /// Empty values (which httparse may hand out as a slice outside the buffer) are kept, and
+    /// never turned into an offset into it.
+    #[test]
+    fn empty_field_values_are_passed_on() {
+        let head = "GET http://a.test/ HTTP/1.1\r\nX-Empty:\r\nX-Blank:   \r\nX-Last: z\r\n\r\n";
+        let mut spans = Vec::new();
+        let p = take_with(head, &mut spans).unwrap();
+        let fields = Fields {
+            head: head.as_bytes(),
+            spans: &spans,
+        };
+        let target = Target {
+            host: crate::policy::host::normalize_host("a.test").unwrap(),
+            port: 80,
+        };
+        let mut out = Vec::new();
+        request_head(&p.req, fields, &target, None, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nhost: a.test\r\nX-Empty: \r\nX-Blank: \r\nX-Last: z\r\n\
+             via: 1.1 egressd\r\n\r\n"
+        );
     }
 
     #[test]

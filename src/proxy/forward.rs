@@ -27,11 +27,6 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// Whether a header is one of [`HOP_BY_HOP`].
-pub fn is_hop_by_hop_name(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-}
-
 /// Whether a field name is one of [`HOP_BY_HOP`], in any case (for heads copied without a
 /// `HeaderMap`). By length first: most names are ruled out without a comparison.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
@@ -140,7 +135,6 @@ mod tests {
         for h in &HOP_BY_HOP {
             assert!(is_hop_by_hop(h.as_str().as_bytes()), "{h}");
             assert!(is_hop_by_hop(h.as_str().to_uppercase().as_bytes()), "{h}");
-            assert!(is_hop_by_hop_name(h));
         }
         for other in [
             "host",
