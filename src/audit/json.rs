@@ -1,7 +1,8 @@
 //! One audit record as one JSON object, fields in [`super::field::ALL`] order. The field names
 //! are fixed ASCII identifiers, joined with their punctuation at compile time; strings that
-//! need no escaping are copied, every other value goes through serde_json, so the output is
-//! serde_json's (a test compares them). Formatting the record this way instead of through a
+//! need no escaping are copied, integers written with itoa (as serde_json does) and durations
+//! with their three decimals, every other value goes through serde_json, so the output is
+//! serde_json's (tests compare them). Formatting the record this way instead of through a
 //! generic `Serialize` map skips escaping nineteen constant keys per record, and the timestamp
 //! reuses its formatted second, which most records of a batch share.
 
