@@ -540,6 +540,22 @@ mod tests {
         }
     }
 
+    /// `head` parsed by the fast path and the head it writes for the origin `a.test:port`.
+    fn origin_head(head: &str, port: u16, spans: &mut Vec<Span>) -> (Parsed, String) {
+        let p = take_with(head, spans).unwrap();
+        let fields = Fields {
+            head: head.as_bytes(),
+            spans,
+        };
+        let target = Target {
+            host: crate::policy::host::normalize_host("a.test").unwrap(),
+            port,
+        };
+        let mut out = Vec::new();
+        request_head(&p.req, fields, &target, None, &mut out);
+        (p, String::from_utf8(out).unwrap())
+    }
+
     /// The origin's head is the client's less `Host` (written from the target), the hop-by-hop
     /// fields and those `Connection` names, in any case; the service sees only the fields it
     /// reads, and the head limits count all of them, as hyper's `HeaderMap` would.
@@ -550,19 +566,13 @@ mod tests {
             Keep-Alive: 5\r\nAccept: text/html\r\nProxy-Authorization: Basic eDp5\r\n\
             Proxy-Connection: keep-alive\r\nTE: trailers\r\nX-Other: a, b\r\n\r\n";
         let mut spans = Vec::new();
-        let p = take_with(head, &mut spans).unwrap();
+        let (p, written) = origin_head(head, 8080, &mut spans);
         let fields = Fields {
             head: head.as_bytes(),
             spans: &spans,
         };
-        let target = Target {
-            host: crate::policy::host::normalize_host("a.test").unwrap(),
-            port: 8080,
-        };
-        let mut out = Vec::new();
-        request_head(&p.req, fields, &target, None, &mut out);
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            written,
             "GET /p?q HTTP/1.1\r\nhost: a.test:8080\r\nUser-Agent: t/1\r\n\
              Accept: text/html\r\nX-Other: a, b\r\nvia: 1.1 egressd\r\n\r\n"
         );
@@ -584,20 +594,9 @@ mod tests {
     #[test]
     fn empty_field_values_are_passed_on() {
         let head = "GET http://a.test/ HTTP/1.1\r\nX-Empty:\r\nX-Blank:   \r\nX-Last: z\r\n\r\n";
-        let mut spans = Vec::new();
-        let p = take_with(head, &mut spans).unwrap();
-        let fields = Fields {
-            head: head.as_bytes(),
-            spans: &spans,
-        };
-        let target = Target {
-            host: crate::policy::host::normalize_host("a.test").unwrap(),
-            port: 80,
-        };
-        let mut out = Vec::new();
-        request_head(&p.req, fields, &target, None, &mut out);
+        let (_, written) = origin_head(head, 80, &mut Vec::new());
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            written,
             "GET / HTTP/1.1\r\nhost: a.test\r\nX-Empty: \r\nX-Blank: \r\nX-Last: z\r\n\
              via: 1.1 egressd\r\n\r\n"
         );
