@@ -135,6 +135,8 @@ struct Parsed {
 struct Span {
     name: (u32, u32),
     value: (u32, u32),
+    /// The whole line when it can be copied as it is (`forward::Lines::line_of`), else (0, 0).
+    line: (u32, u32),
 }
 
 /// The header fields of the request being served, as the client sent them.
@@ -146,9 +148,17 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn iter(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        self.lines().map(|(name, value, _)| (name, value))
+    }
+
+    /// The fields with where their whole line is, when it can be copied as it is.
+    fn lines(self) -> impl Iterator<Item = (&'a [u8], &'a [u8], Option<(usize, usize)>)> {
         let head = self.head;
         let at = move |(a, b): (u32, u32)| &head[a as usize..b as usize];
-        self.spans.iter().map(move |s| (at(s.name), at(s.value)))
+        self.spans.iter().map(move |s| {
+            let line = (s.line.1 > 0).then_some((s.line.0 as usize, s.line.1 as usize));
+            (at(s.name), at(s.value), line)
+        })
     }
 }
 
@@ -432,9 +442,12 @@ fn parsed(req: &httparse::Request<'_, '_>, buf: &[u8], spans: &mut Vec<Span>) ->
         }
         size.fields += 1;
         size.bytes += HeadSize::line(name.len(), value.len());
+        let line =
+            forward::Lines::line_of(buf, name, value).map_or((0, 0), |(a, b)| (a as u32, b as u32));
         spans.push(Span {
             name: span(name),
             value: span(value),
+            line,
         });
     }
     let mut r = Request::new(());
@@ -475,18 +488,17 @@ fn request_head(
             .filter(|(n, _)| is_connection(n))
             .any(|(_, v)| super::origin::tokens(v).any(|t| t.eq_ignore_ascii_case(name)))
     };
-    for (name, value) in fields.iter() {
+    let mut lines = forward::Lines::default();
+    for (name, value, line) in fields.lines() {
         if name.eq_ignore_ascii_case(b"host")
             || forward::is_hop_by_hop(name)
             || (any_named && named(name))
         {
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
+        lines.keep(fields.head, out, line, name, value);
     }
+    lines.flush(fields.head, out);
     out.extend_from_slice(b"via: 1.1 egressd\r\n");
     if let Some(ip) = xff {
         let _ = write!(out, "x-forwarded-for: {ip}\r\n");
@@ -593,12 +605,13 @@ mod tests {
     /// never turned into an offset into it.
     #[test]
     fn empty_field_values_are_passed_on() {
-        let head = "GET http://a.test/ HTTP/1.1\r\nX-Empty:\r\nX-Blank:   \r\nX-Last: z\r\n\r\n";
+        let head = "GET http://a.test/ HTTP/1.1\r\nX-Empty:\r\nX-Blank:   \r\nX-Tight:y\r\n\
+            X-Last: z\r\n\r\n";
         let (_, written) = origin_head(head, 80, &mut Vec::new());
         assert_eq!(
             written,
-            "GET / HTTP/1.1\r\nhost: a.test\r\nX-Empty: \r\nX-Blank: \r\nX-Last: z\r\n\
-             via: 1.1 egressd\r\n\r\n"
+            "GET / HTTP/1.1\r\nhost: a.test\r\nX-Empty: \r\nX-Blank: \r\nX-Tight:y\r\n\
+             X-Last: z\r\nvia: 1.1 egressd\r\n\r\n"
         );
     }
 

@@ -43,6 +43,66 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     candidates.iter().any(|c| c.eq_ignore_ascii_case(name))
 }
 
+/// Copies the kept field lines of a parsed head into the head being written, as runs of
+/// consecutive whole lines: a head with no field dropped in the middle goes out in one copy
+/// instead of four per field. A line is copied verbatim only when it ends right after its value
+/// with CRLF (httparse has checked the rest of it: a token name, `:`, optional whitespace, field
+/// content); any other line (trailing whitespace, a bare LF) is written as `name: value` CRLF.
+#[derive(Default)]
+pub struct Lines {
+    /// The pending run of whole lines, `start..end` in the head.
+    start: usize,
+    end: usize,
+}
+
+impl Lines {
+    /// Where the field line of `name` and `value` sits in `head`, when it can be copied as it is.
+    /// `name` and a non-empty `value` must be slices of `head` (as httparse hands them out).
+    pub fn line_of(head: &[u8], name: &[u8], value: &[u8]) -> Option<(usize, usize)> {
+        if value.is_empty() {
+            // An empty value need not point into `head`.
+            return None;
+        }
+        let base = head.as_ptr() as usize;
+        let start = (name.as_ptr() as usize).checked_sub(base)?;
+        let end = (value.as_ptr() as usize).checked_sub(base)? + value.len();
+        (head.get(end..end + 2)? == b"\r\n").then_some((start, end + 2))
+    }
+
+    /// Adds one kept field; `line` is [`Lines::line_of`] (or the same from stored offsets).
+    pub fn keep(
+        &mut self,
+        head: &[u8],
+        out: &mut Vec<u8>,
+        line: Option<(usize, usize)>,
+        name: &[u8],
+        value: &[u8],
+    ) {
+        match line {
+            Some((start, end)) if start == self.end && self.end > self.start => self.end = end,
+            Some((start, end)) => {
+                self.flush(head, out);
+                (self.start, self.end) = (start, end);
+            }
+            None => {
+                self.flush(head, out);
+                out.extend_from_slice(name);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Writes the pending run (call before writing anything else, and at the end).
+    pub fn flush(&mut self, head: &[u8], out: &mut Vec<u8>) {
+        if self.end > self.start {
+            out.extend_from_slice(&head[self.start..self.end]);
+        }
+        (self.start, self.end) = (0, 0);
+    }
+}
+
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them, and most of the rest only `Connection`: one pass over

@@ -440,6 +440,7 @@ fn parse_head(
         .headers
         .iter()
         .filter(|f| f.name.eq_ignore_ascii_case("connection"));
+    let mut lines = forward::Lines::default();
     for f in resp.headers.iter() {
         let name = f.name.as_bytes();
         if forward::is_hop_by_hop(name)
@@ -451,11 +452,10 @@ fn parse_head(
         {
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(f.value);
-        out.extend_from_slice(b"\r\n");
+        let line = forward::Lines::line_of(buf, name, f.value);
+        lines.keep(buf, out, line, name, f.value);
     }
+    lines.flush(buf, out);
     out.extend_from_slice(b"via: 1.1 egressd\r\n");
     if !date {
         out.extend_from_slice(b"date: ");
@@ -632,6 +632,25 @@ mod tests {
                 "{raw:?} was accepted"
             );
         }
+    }
+
+    /// Lines that end in CRLF right after their value are copied as the origin wrote them
+    /// (spacing included), in runs broken by dropped fields; the others are written anew.
+    #[test]
+    fn field_lines_are_copied_verbatim_or_rewritten() {
+        assert_eq!(
+            client_head(
+                "HTTP/1.1 200 OK\r\nA: 1\r\nB:2\r\nKeep-Alive: x\r\nC: 3  \r\nD:\r\n\
+                 E:\t5\nF:  6\r\nG: 7\r\nContent-Length: 0\r\n\r\n"
+            ),
+            "HTTP/1.1 200 OK\nA: 1\nB:2\nC: 3\nD: \nE: 5\nF:  6\nG: 7\nContent-Length: 0\n\
+             via: 1.1 egressd"
+        );
+        let mut out = Vec::new();
+        parse_head(b"HTTP/1.1 200 OK\r\nA: 1\nB: 2\r\n\n", false, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nvia: 1.1 egressd\r\n"));
+        assert!(!out.replace("\r\n", "").contains('\n'), "{out:?}");
     }
 
     #[test]
