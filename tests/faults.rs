@@ -92,6 +92,38 @@ async fn origin_never_answers() {
     assert_fault(&p, &before, &r, 504, "http_response_timeout").await;
 }
 
+/// `response_header` runs from each request's start on a kept-alive connection (the fast path
+/// keeps one timer per connection and moves it for every request): a request that starts
+/// late in the first request's window gets its whole window, and a silent origin still gets
+/// a 504 after the timer already went off once while the connection was idle.
+#[tokio::test]
+async fn the_response_timeout_restarts_with_each_request_on_a_connection() {
+    let o = origin::start().await;
+    let silent = origin::silent().await;
+    let p = common::start(common::standard_tree("timeouts: {response_header: 2s}")).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let mut get = async |s: &mut TcpStream, port: u16, path: &str| {
+        let head = format!("GET http://allowed.test:{port}{path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let r = common::read_response(s).await;
+        (r, started.elapsed())
+    };
+    let (r, _) = get(&mut s, o.addr.port(), "/healthy").await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (r, _) = get(&mut s, o.addr.port(), "/sleep/1000").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"), "{r:?}");
+    // Idle past the timer's last deadline, then an origin that never answers.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (r, took) = get(&mut s, silent.port(), "/fault").await;
+    assert_eq!(
+        (r.status, error_type(&r).as_str()),
+        (504, "http_response_timeout")
+    );
+    assert!(took >= Duration::from_millis(1900), "answered after {took:?}");
+}
+
 #[tokio::test]
 async fn slow_origin_within_the_timeouts_is_served_whole() {
     let o = origin::start().await;

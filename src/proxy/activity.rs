@@ -82,11 +82,11 @@ impl Activity {
     }
 
     /// Called when a request head is complete; the guard ends the request when the response
-    /// (body included) is done or dropped.
+    /// (body included) is done or dropped. No new stamp: the read that completed the head
+    /// made one a moment ago.
     pub fn begin_request(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Relaxed);
         self.head_started_ms.store(NOT_STARTED, Relaxed);
-        self.on_write();
         RequestGuard(self.clone())
     }
 

@@ -21,9 +21,12 @@
 //!
 //! [`TrackedIo::unread`]: super::activity::TrackedIo::unread
 
+use std::future::Future;
 use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -33,6 +36,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Request, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::forward;
@@ -79,6 +83,7 @@ where
             out: Vec::new(),
             held: None,
             draining: ctx.shared.draining.clone(),
+            deadline: None,
         },
     };
     let ended = loop {
@@ -180,6 +185,10 @@ struct Writer {
     /// A drain answers the request in flight and says the connection ends with it: checked
     /// when an answer's head is written, which may be long after the request arrived.
     draining: CancellationToken,
+    /// The origin's `timeouts.response_header`, one timer for the connection's life: moving a
+    /// registered timer later is one atomic operation in tokio, while a `timeout` per request
+    /// took the timer wheel's lock twice (made at the first forwarded request).
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -319,23 +328,41 @@ impl Writer {
                 .connect_timeout_ms
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
-        let exchanged = tokio::time::timeout(timeout, async {
-            let mut kept = self.reuse(ctx, addr);
-            loop {
-                let reused = kept.is_some();
-                let mut origin = match kept.take() {
-                    Some(o) => o,
-                    None => Origin::connect(addr, connect).await?,
-                };
-                match origin.exchange(&mut self.out, head_request).await {
-                    Ok(head) => return Ok((origin, head)),
-                    // A kept connection the origin had closed: once more on a new one.
-                    Err(OriginError::Stale) if reused => {}
-                    Err(e) => return Err(e),
+        let mut kept = self.reuse(ctx, addr);
+        let exchanged = {
+            let out = &mut self.out;
+            let work = async {
+                loop {
+                    let reused = kept.is_some();
+                    let mut origin = match kept.take() {
+                        Some(o) => o,
+                        None => Origin::connect(addr, connect).await?,
+                    };
+                    match origin.exchange(out, head_request).await {
+                        Ok(head) => return Ok((origin, head)),
+                        // A kept connection the origin had closed: once more on a new one.
+                        Err(OriginError::Stale) if reused => {}
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-        })
-        .await;
+            };
+            let until = tokio::time::Instant::now() + timeout;
+            let deadline = match &mut self.deadline {
+                Some(d) => {
+                    d.as_mut().reset(until);
+                    d
+                }
+                None => self
+                    .deadline
+                    .insert(Box::pin(tokio::time::sleep_until(until))),
+            };
+            tokio::pin!(work);
+            std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Ok(r)),
+                Poll::Pending => deadline.as_mut().poll(cx).map(Err),
+            })
+            .await
+        };
         let (mut origin, head) = match exchanged {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
