@@ -102,7 +102,7 @@ async fn the_response_timeout_restarts_with_each_request_on_a_connection() {
     let silent = origin::silent().await;
     let p = common::start(common::standard_tree("timeouts: {response_header: 2s}")).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let mut get = async |s: &mut TcpStream, port: u16, path: &str| {
+    let get = async |s: &mut TcpStream, port: u16, path: &str| {
         let head = format!("GET http://allowed.test:{port}{path} HTTP/1.1\r\nHost: x\r\n\r\n");
         s.write_all(head.as_bytes()).await.unwrap();
         let started = std::time::Instant::now();
@@ -121,7 +121,10 @@ async fn the_response_timeout_restarts_with_each_request_on_a_connection() {
         (r.status, error_type(&r).as_str()),
         (504, "http_response_timeout")
     );
-    assert!(took >= Duration::from_millis(1900), "answered after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "answered after {took:?}"
+    );
 }
 
 #[tokio::test]
