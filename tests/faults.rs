@@ -81,6 +81,34 @@ async fn origin_refuses() {
     assert_fault(&p, &before, &r, 502, "connection_refused").await;
 }
 
+/// A name whose first address refuses connections is served from the next one, on both plain
+/// paths: a GET (the fast path, twice on one connection) and a POST (hyper). 127.0.0.2 is
+/// routed on loopback but the origin listens on 127.0.0.1 only.
+#[tokio::test]
+async fn a_refusing_first_address_falls_back_to_the_next() {
+    let o = origin::start().await;
+    let yaml = common::egressd_yaml("").replace(
+        "dns:\n  static:\n",
+        "dns:\n  static:\n    multi.test: [127.0.0.2, 127.0.0.1]\n",
+    );
+    let p = common::start(common::tree_with(&yaml)).await;
+    let url = format!("http://multi.test:{}", o.addr.port());
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    for _ in 0..2 {
+        let head = format!("GET {url}/healthy HTTP/1.1\r\nHost: multi.test\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let r = common::read_response(&mut s).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"), "{r:?}");
+    }
+    let post = format!(
+        "POST {url}/upload HTTP/1.1\r\nHost: multi.test\r\nContent-Length: 2\r\n\
+         Connection: close\r\n\r\nhi"
+    );
+    let r = common::raw(p.addr, post.as_bytes()).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.text().starts_with("2 "), "{r:?}");
+}
+
 #[tokio::test]
 async fn origin_never_answers() {
     let o = origin::start().await;

@@ -170,16 +170,19 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, D
     }
 }
 
-/// Tries the checked addresses in order until one answers; the last error is returned.
+/// Tries the checked addresses in order until one answers (a name with an unreachable first
+/// address, such as an AAAA record without an IPv6 route, still works); the last error is
+/// returned. `Ok` has the address that answered.
 pub async fn connect_any(
     addrs: &[IpAddr],
     port: u16,
     timeout: Duration,
-) -> Result<TcpStream, DialError> {
+) -> Result<(TcpStream, SocketAddr), DialError> {
     let mut last = None;
     for ip in addrs {
-        match connect(SocketAddr::new(*ip, port), timeout).await {
-            Ok(s) => return Ok(s),
+        let addr = SocketAddr::new(*ip, port);
+        match connect(addr, timeout).await {
+            Ok(s) => return Ok((s, addr)),
             Err(e) => last = Some(e),
         }
     }

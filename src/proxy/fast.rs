@@ -307,14 +307,15 @@ impl Writer {
         }
     }
 
-    /// Sends the request head in `out` to `addr` and relays the answer.
+    /// Sends the request head in `out` to the first of the checked addresses that takes it
+    /// and relays the answer.
     #[allow(clippy::too_many_arguments)]
     async fn forward<I>(
         &mut self,
         io: &mut I,
         ctx: &ConnCtx,
         snap: &Snapshot,
-        (addr, target): (std::net::SocketAddr, Target),
+        (addrs, target): (Vec<IpAddr>, Target),
         ex: &mut Exchange,
         head_request: bool,
         close: bool,
@@ -328,7 +329,8 @@ impl Writer {
                 .connect_timeout_ms
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
-        let mut kept = self.reuse(ctx, addr);
+        let port = target.port;
+        let mut kept = self.reuse(ctx, &addrs, port);
         let exchanged = {
             let out = &mut self.out;
             let work = async {
@@ -336,7 +338,7 @@ impl Writer {
                     let reused = kept.is_some();
                     let mut origin = match kept.take() {
                         Some(o) => o,
-                        None => Origin::connect(addr, connect).await?,
+                        None => Origin::connect_any(&addrs, port, connect).await?,
                     };
                     match origin.exchange(out, head_request).await {
                         Ok(head) => return Ok((origin, head)),
@@ -410,17 +412,20 @@ impl Writer {
         }
     }
 
-    /// The held connection if it goes to `addr` and is still good, else one from the pool.
-    fn reuse(&mut self, ctx: &ConnCtx, addr: std::net::SocketAddr) -> Option<Origin> {
+    /// The held connection if it goes to one of `addrs` and is still good, else one from the
+    /// pool (to the first address that has one).
+    fn reuse(&mut self, ctx: &ConnCtx, addrs: &[IpAddr], port: u16) -> Option<Origin> {
         if let Some(mut o) = self.held.take() {
-            if o.addr == addr && o.alive() {
+            let to = o.addr;
+            if to.port() == port && addrs.contains(&to.ip()) && o.alive() {
                 return Some(o);
             }
             if o.alive() {
                 ctx.origins.checkin(o);
             }
         }
-        ctx.origins.checkout(addr)
+        let mut idle = addrs.iter().map(|ip| std::net::SocketAddr::new(*ip, port));
+        idle.find_map(|addr| ctx.origins.checkout(addr))
     }
 }
 

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
@@ -113,8 +113,13 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Origin, OriginError> {
-        let tcp = dial::connect(addr, timeout).await?;
+    /// A new connection to the first of the checked addresses that answers.
+    pub async fn connect_any(
+        addrs: &[IpAddr],
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Origin, OriginError> {
+        let (tcp, addr) = dial::connect_any(addrs, port, timeout).await?;
         Ok(Origin {
             addr,
             tcp,

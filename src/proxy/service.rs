@@ -266,7 +266,7 @@ async fn forward_http(
     guard: RequestGuard,
     ex: &mut Exchange,
 ) -> Response<ProxyBody> {
-    let (addr, target) = match route(&req, ctx, snap, who, ex).await {
+    let (addrs, target) = match route(&req, ctx, snap, who, ex).await {
         Ok(routed) => routed,
         Err(resp) => return with_guard(resp, guard),
     };
@@ -276,7 +276,8 @@ async fn forward_http(
     }
     let req = req.map(|body| ex.meter_request(body));
     let timeout = snap.settings.timeouts.response_header;
-    match tokio::time::timeout(timeout, ctx.upstreams.send(addr, req)).await {
+    let send = ctx.upstreams.send(&addrs, target.port, req);
+    match tokio::time::timeout(timeout, send).await {
         Err(_) => with_guard(
             respond::error(ErrorType::HttpResponseTimeout, &target.host.to_string()),
             guard,
@@ -296,7 +297,7 @@ async fn forward_http(
     }
 }
 
-/// A plain request from its target to the origin address it may go to: parse the absolute
+/// A plain request from its target to the origin addresses it may go to: parse the absolute
 /// target, decide, resolve and check. `Err` is the answer instead (a block, a bad target, a
 /// failed resolution). The caller rewrites the request for the origin.
 pub async fn route<B>(
@@ -305,7 +306,7 @@ pub async fn route<B>(
     snap: &Snapshot,
     who: Identified,
     ex: &mut Exchange,
-) -> Result<(SocketAddr, Target), Answer> {
+) -> Result<(Vec<IpAddr>, Target), Answer> {
     let target = target::parse_absolute(req.uri())
         .map_err(|e| respond::error(ErrorType::HttpRequestError, &e.to_string()))?;
     let path = req.uri().path_and_query().map(|p| p.as_str());
@@ -324,7 +325,7 @@ pub async fn route<B>(
         Err(stop) => return Err(stopped(ex, stop, req.headers())),
     };
     ex.decided(snap, &decided);
-    Ok((SocketAddr::new(addrs[0], target.port), target))
+    Ok((addrs, target))
 }
 
 /// The client address for `X-Forwarded-For`, when configured.

@@ -112,7 +112,7 @@ pub async fn handle(
     ex.decided(&snap, &decided);
     let connect_timeout = snap.settings.timeouts.connect;
     let upstream = match dial::connect_any(&addrs, target.port, connect_timeout).await {
-        Ok(s) => s,
+        Ok((s, _)) => s,
         Err(e) => return service::with_guard(service::dial_error(&e), guard),
     };
     // The relay task owns the exchange from here: it is counted once the tunnel's decision is

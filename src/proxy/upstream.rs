@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -156,20 +156,27 @@ impl Pool {
         })
     }
 
-    /// Sends `req` to `addr` over an idle connection, or a new one, and returns the response
-    /// head with the connection the body still needs.
+    /// Sends `req` to the first of the checked addresses `addrs` (port `port`) that has an idle
+    /// connection or answers a new one, and returns the response head with the connection the
+    /// body still needs.
     pub async fn send(
         self: &Arc<Self>,
-        addr: SocketAddr,
+        addrs: &[IpAddr],
+        port: u16,
         mut req: Request<MeteredBody>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         let mut pooled = true;
         loop {
-            let reused = pooled.then(|| self.checkout(addr)).flatten();
+            let reused = pooled
+                .then(|| {
+                    let mut idle = addrs.iter().map(|ip| SocketAddr::new(*ip, port));
+                    idle.find_map(|addr| self.checkout(addr))
+                })
+                .flatten();
             let fresh = reused.is_none();
             let mut up = match reused {
                 Some(up) => up,
-                None => self.connect(addr).await?,
+                None => self.connect(addrs, port).await?,
             };
             match up.request(req).await {
                 Ok(resp) => {
@@ -190,9 +197,9 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<Upstream, UpstreamError> {
+    async fn connect(&self, addrs: &[IpAddr], port: u16) -> Result<Upstream, UpstreamError> {
         let timeout = Duration::from_millis(self.connect_timeout_ms.load(Relaxed));
-        let tcp = dial::connect(addr, timeout).await?;
+        let (tcp, addr) = dial::connect_any(addrs, port, timeout).await?;
         let (send, conn) = http1::Builder::new()
             .handshake(TokioIo::new(tcp))
             .await
