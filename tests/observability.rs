@@ -44,6 +44,11 @@ const CONTRACT_FAMILIES: [&str; 14] = [
 
 /// The standard tree plus a report-mode `finance` (127.0.0.3), CONNECT to the origin's port.
 fn tree(origin_port: u16, extra: &str) -> common::ConfigTree {
+    tree_with_finance(origin_port, extra, FINANCE)
+}
+
+/// [`tree`] with `finance` as the finance ministry's policy.
+fn tree_with_finance(origin_port: u16, extra: &str, finance: &str) -> common::ConfigTree {
     let yaml = common::egressd_yaml(extra)
         .replace(
             "    127.0.0.2/32: health\n",
@@ -61,7 +66,7 @@ fn tree(origin_port: u16, extra: &str) -> common::ConfigTree {
             ("policies/_organization.yaml", common::ORG),
             ("policies/agriculture.yaml", common::AGRICULTURE),
             ("policies/health.yaml", common::HEALTH),
-            ("policies/finance.yaml", FINANCE),
+            ("policies/finance.yaml", finance),
             ("categories/social-media.yaml", common::SOCIAL),
         ],
     )
@@ -507,6 +512,36 @@ fn check_labels(m: &[Sample]) {
             );
         }
     }
+}
+
+/// A `destinations:` rule that only the resolved address meets changes the verdict after the
+/// decision: in a report-mode ministry the request goes through, and its record and counter
+/// name that rule, not the decision's.
+#[tokio::test]
+async fn a_destination_rule_met_after_resolution_names_the_record() {
+    let o = origin::start().await;
+    let port = o.addr.port();
+    let finance = format!(
+        "{FINANCE}  - id: loopback\n    action: block\n    destinations: [127.0.0.1/32]\n    \
+         reason: Not the loopback\n"
+    );
+    let p = common::start(tree_with_finance(port, "", &finance)).await;
+    let url = format!("http://allowed.test:{port}/");
+    let r = common::get_from("127.0.0.3", p.addr, &url).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    let recs = obs::audit_records(&p, &[p.audit_path()], 1).await;
+    assert_eq!(
+        (&recs[0]["rule"], &recs[0]["action"]),
+        (&json!("finance/loopback"), &json!("report"))
+    );
+    let m = obs::scrape(&p).await;
+    let labels = [
+        ("ministry", "finance"),
+        ("kind", "http"),
+        ("action", "report"),
+        ("rule", "finance/loopback"),
+    ];
+    assert_eq!(obs::value(&m, "egressd_requests_total", &labels), Some(1.0));
 }
 
 #[tokio::test]

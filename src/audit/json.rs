@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Timelike, Utc};
 
 use super::Record;
-use crate::policy::host::{ipv4_text, Host};
+use crate::policy::host::{ipv4_bytes, Host};
 use crate::policy::model::Mode;
 use crate::policy::Outcome;
 use crate::proxy::respond::ErrorType;
@@ -168,7 +168,7 @@ fn ip(out: &mut Vec<u8>, a: IpAddr) {
     match a {
         IpAddr::V4(v4) => {
             out.push(b'"');
-            out.extend_from_slice(ipv4_text(v4, &mut [0; 15]).as_bytes());
+            out.extend_from_slice(ipv4_bytes(v4, &mut [0; 15]));
             out.push(b'"');
         }
         IpAddr::V6(v6) => {

@@ -320,11 +320,16 @@ pub async fn route<B>(
         Err(stop) => return Err(stopped(ex, stop, req.headers())),
     };
     ex.decided(snap, &decided);
+    let before = decided.verdict;
     let addrs = match clear(ctx, snap, &target, &mut decided).await {
         Ok(a) => a,
         Err(stop) => return Err(stopped(ex, stop, req.headers())),
     };
-    ex.decided(snap, &decided);
+    // Noted again only when a `destinations:` rule in report mode changed it: each note
+    // clones shared handles whose counts every worker thread touches.
+    if decided.verdict != before {
+        ex.decided(snap, &decided);
+    }
     Ok((addrs, target))
 }
 

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use http::uri::{Authority, Uri};
 use http::HeaderValue;
 
-use crate::policy::host::{ipv4_text, normalize_host, Host, HostError};
+use crate::policy::host::{ipv4_bytes, ipv4_text, normalize_host, Host, HostError};
 
 /// Where a request goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,9 +41,7 @@ impl Target {
     pub fn write_host_header(&self, default_port: u16, out: &mut Vec<u8>) {
         match &self.host {
             Host::Name(n) => out.extend_from_slice(n.as_bytes()),
-            Host::Ip(IpAddr::V4(ip)) => {
-                out.extend_from_slice(ipv4_text(*ip, &mut [0; 15]).as_bytes())
-            }
+            Host::Ip(IpAddr::V4(ip)) => out.extend_from_slice(ipv4_bytes(*ip, &mut [0; 15])),
             Host::Ip(IpAddr::V6(_)) => {
                 return out.extend_from_slice(self.host_header(default_port).as_bytes())
             }
