@@ -25,9 +25,8 @@ DURATION=5 COUNTS="1 10 50 200 1000" KEEP_TMP=0
 root=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${EGRESSD_BIN:-$root/target/release/egressd}
 
-usage() { awk 'NR >= 3 { if (/^# What it does/) exit; sub(/^# ?/, ""); print }' "$0"; exit "${1:-0}"; }
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=benches/lib.sh
+. "$root/benches/lib.sh"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -48,47 +47,8 @@ for n in $COUNTS; do [ "$n" -gt "$max" ] && max=$n; done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -gt $((2 * max + 100)) ] || die "open-file limit $(ulimit -n) too low for $max connections"
 
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  local pid i
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || continue
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ "$KEEP_TMP" = 1 ]; then log "kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {  # a port the kernel hands out for 127.0.0.1:0 (closed again before use)
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # ---------- origin ----------
-ORIGIN=127.0.0.1:$(free_port)
-mkdir -p "$T/nginx/tmp"
-cat > "$T/nginx/nginx.conf" <<EOF
-worker_processes 2;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log warn;
-daemon off;
-events { worker_connections $((2 * max + 512)); }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $T/nginx/tmp; proxy_temp_path $T/nginx/tmp; fastcgi_temp_path $T/nginx/tmp;
-  uwsgi_temp_path $T/nginx/tmp; scgi_temp_path $T/nginx/tmp;
-  server {
-    listen $ORIGIN backlog=4096;
-    location = / { default_type text/plain; return 200 "$(printf '%099d' 0 | tr 0 x)\n"; }
-  }
-}
-EOF
-nginx -e "$T/nginx/error.log" -p "$T/nginx" -c "$T/nginx/nginx.conf" &
-PIDS+=($!)
+start_origin 2 $((2 * max + 512))
 
 # ---------- egressd ----------
 C=$T/config
@@ -106,17 +66,7 @@ egress: {allow_private_cidrs: [127.0.0.0/8]}
 limits: {max_connections: $((max + 1000)), max_connections_per_client: $((max + 100))}
 audit: {file: /dev/null}
 YAML
-RUST_LOG=egressd=info "$BIN" run --config "$C/egressd.yaml" 2> "$T/egressd.log" &
-EGRESSD=$!
-PIDS=("$EGRESSD" "${PIDS[@]}")   # stopped first
-PROXY=""
-for _ in $(seq 100); do
-  PROXY=$(sed -n 's/.*proxy listening.*address=\([0-9.:]*\).*/\1/p' "$T/egressd.log" | head -1)
-  [ -n "$PROXY" ] && break
-  kill -0 "$EGRESSD" 2>/dev/null || { cat "$T/egressd.log" >&2; die "egressd exited"; }
-  sleep 0.1
-done
-[ -n "$PROXY" ] || die "egressd did not start in 10 s"
+start_egressd "$BIN" "$C/egressd.yaml" 10
 check=$(curl -s -o /dev/null -w '%{http_code}' -x "http://$PROXY" "http://$ORIGIN/" || true)
 [ "$check" = 200 ] || die "a GET through egressd answered $check, not 200 (see $T/egressd.log)"
 blocked=$(curl -s -o /dev/null -w '%{http_code}' -x "http://$PROXY" "http://blocked.test/" || true)

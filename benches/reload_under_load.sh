@@ -40,9 +40,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${EGRESSD_BIN:-$root/target/release/egressd}
 POLICY_BUILD=${POLICY_BUILD_BIN:-$(dirname "$BIN")/examples/policy_build}
 
-usage() { awk 'NR >= 3 { if (/^# What it does/) exit; sub(/^# ?/, ""); print }' "$0"; exit "${1:-0}"; }
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=benches/lib.sh
+. "$root/benches/lib.sh"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -61,47 +60,8 @@ for tool in wrk nginx python3; do
   command -v "$tool" >/dev/null || die "$tool is needed"
 done
 
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  local pid i
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || continue
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ "$KEEP_TMP" = 1 ]; then log "kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {  # a port the kernel hands out for 127.0.0.1:0 (closed again before use)
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # ---------- origin ----------
-ORIGIN=127.0.0.1:$(free_port)
-mkdir -p "$T/nginx/tmp"
-cat > "$T/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $T/nginx/tmp; proxy_temp_path $T/nginx/tmp; fastcgi_temp_path $T/nginx/tmp;
-  uwsgi_temp_path $T/nginx/tmp; scgi_temp_path $T/nginx/tmp;
-  server {
-    listen $ORIGIN;
-    location = / { default_type text/plain; return 200 "$(printf '%099d' 0 | tr 0 x)\n"; }
-  }
-}
-EOF
-nginx -e "$T/nginx/error.log" -p "$T/nginx" -c "$T/nginx/nginx.conf" &
-PIDS+=($!)
+start_origin 1 4096
 
 # ---------- egressd ----------
 C=$T/config
@@ -131,17 +91,7 @@ started=$SECONDS
 # The allocator setting of the shipped systemd unit and image (a replaced policy's memory goes
 # back to the system); GLIBC_TUNABLES= in the environment runs without it.
 GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.mmap_threshold=131072} \
-  RUST_LOG=egressd=info "$BIN" run --config "$C/egressd.yaml" 2> "$T/egressd.log" &
-EGRESSD=$!
-PIDS=("$EGRESSD" "${PIDS[@]}")   # stopped first
-PROXY=""
-for _ in $(seq 600); do           # up to 60 s for the first load
-  PROXY=$(sed -n 's/.*proxy listening.*address=\([0-9.:]*\).*/\1/p' "$T/egressd.log" | head -1)
-  [ -n "$PROXY" ] && break
-  kill -0 "$EGRESSD" 2>/dev/null || { cat "$T/egressd.log" >&2; die "egressd exited"; }
-  sleep 0.1
-done
-[ -n "$PROXY" ] || die "egressd did not start in 60 s"
+  start_egressd "$BIN" "$C/egressd.yaml" 60   # up to 60 s for the first load
 log "egressd on $PROXY (started in $((SECONDS - started)) s, RSS $(awk '/VmRSS/ {print $2 / 1024 " MiB"}' /proc/$EGRESSD/status)), origin on $ORIGIN"
 
 # ---------- load ----------
