@@ -57,16 +57,21 @@ pub struct Lines {
 
 impl Lines {
     /// Where the field line of `name` and `value` sits in `head`, when it can be copied as it is.
-    /// `name` and a non-empty `value` must be slices of `head` (as httparse hands them out).
+    /// `name` and `value` are httparse's slices of `head`; anything else (an empty value, which
+    /// need not point into `head`, or slices of another buffer) gives `None`, so the line is
+    /// written from the slices instead of copying bytes the parser did not check.
     pub fn line_of(head: &[u8], name: &[u8], value: &[u8]) -> Option<(usize, usize)> {
         if value.is_empty() {
-            // An empty value need not point into `head`.
             return None;
         }
         let base = head.as_ptr() as usize;
         let start = (name.as_ptr() as usize).checked_sub(base)?;
-        let end = (value.as_ptr() as usize).checked_sub(base)? + value.len();
-        (head.get(end..end + 2)? == b"\r\n").then_some((start, end + 2))
+        let value_start = (value.as_ptr() as usize).checked_sub(base)?;
+        let end = value_start + value.len();
+        if value_start <= start + name.len() || end + 2 > head.len() {
+            return None;
+        }
+        (head[end..end + 2] == *b"\r\n").then_some((start, end + 2))
     }
 
     /// Adds one kept field; `line` is [`Lines::line_of`] (or the same from stored offsets).
@@ -189,6 +194,22 @@ pub fn prepare_response(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a line of `head` that ends in CRLF right after its value is located; slices of
+    /// another buffer, or in the wrong order, never give a range of `head`.
+    #[test]
+    fn a_line_is_located_only_in_its_own_head() {
+        let head = b"A: 1\r\nB:2\nC: 3  \r\n";
+        let at = |a: usize, b: usize| &head[a..b];
+        assert_eq!(Lines::line_of(head, at(0, 1), at(3, 4)), Some((0, 6)));
+        assert_eq!(Lines::line_of(head, at(6, 7), at(8, 9)), None); // bare LF
+        assert_eq!(Lines::line_of(head, at(10, 11), at(13, 14)), None); // trailing spaces
+        assert_eq!(Lines::line_of(head, at(0, 1), b""), None);
+        assert_eq!(Lines::line_of(head, at(3, 4), at(0, 1)), None); // value before name
+        let other = head.to_vec();
+        assert_eq!(Lines::line_of(head, &other[0..1], &other[3..4]), None);
+        assert_eq!(Lines::line_of(&head[..5], at(0, 1), at(3, 4)), None); // CRLF cut off
+    }
 
     #[test]
     fn hop_by_hop_bytes_match_the_names() {
