@@ -116,18 +116,31 @@ impl DecisionCache {
         path: Option<&str>,
         now: DateTime<Utc>,
     ) -> (Verdict, bool) {
+        let (host_verdict, hit) = self.host_verdict(policy, ministry, host, port, now);
+        (host_verdict.finish(policy, path), hit)
+    }
+
+    /// The verdict for the host before the path is applied ([`HostVerdict::finish`]), and
+    /// whether it came from the cache: for a caller that keeps it while it stays valid.
+    pub fn host_verdict(
+        &self,
+        policy: &Policy,
+        ministry: MinistryId,
+        host: &Host,
+        port: u16,
+        now: DateTime<Utc>,
+    ) -> (HostVerdict, bool) {
         if let Some(hit) = self.lookup(ministry, host, port, now) {
-            return (hit.finish(policy, path), true);
+            return (hit, true);
         }
         let computed = policy.decide_host(ministry, host, port, now);
-        let verdict = computed.finish(policy, path);
         let key = Key {
             ministry,
             host: host.clone(),
             port,
         };
-        self.store(key, computed, now);
-        (verdict, false)
+        self.store(key, computed.clone(), now);
+        (computed, false)
     }
 
     /// Entries currently cached (O(1)).

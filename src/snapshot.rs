@@ -4,6 +4,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::cache::DecisionCache;
@@ -16,6 +17,9 @@ use crate::proxy::auth::Credentials;
 pub struct Snapshot {
     /// Increments with every successful load (the `egressd_policy_generation` gauge).
     pub generation: u64,
+    /// Unique to this snapshot within the process (generations can repeat, e.g. between the
+    /// servers of a test): what per-connection memories of its decisions are checked against.
+    pub serial: u64,
     pub settings: Arc<Settings>,
     pub policy: Policy,
     pub cache: DecisionCache,
@@ -51,8 +55,10 @@ impl Snapshot {
         .with_certificates(&settings.identity.certificates, &policy);
         let credentials = (settings.identity.credentials.as_ref())
             .map(|_| Credentials::build(&settings.identity.users, &policy));
+        static SERIAL: AtomicU64 = AtomicU64::new(1);
         Snapshot {
             generation,
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             cache: DecisionCache::new(settings.cache.max_entries),
             metrics: PolicyMetrics::build(metrics, &policy),
             settings,

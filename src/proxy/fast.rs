@@ -44,7 +44,7 @@ use super::limits::HeadSize;
 use super::observe::Exchange;
 use super::origin::{Framing, Head, Origin, OriginError, RelayError};
 use super::respond::{self, Answer, ErrorType};
-use super::service::{self, Begun, ConnCtx};
+use super::service::{self, Begun, ConnCtx, RouteMemo};
 use super::target::Target;
 use crate::snapshot::Snapshot;
 
@@ -84,6 +84,7 @@ where
             held: None,
             draining: ctx.shared.draining.clone(),
             deadline: None,
+            route: RouteMemo::default(),
         },
     };
     let ended = loop {
@@ -189,6 +190,8 @@ struct Writer {
     /// registered timer later is one atomic operation in tokio, while a `timeout` per request
     /// took the timer wheel's lock twice (made at the first forwarded request).
     deadline: Option<Pin<Box<Sleep>>>,
+    /// The last request's route, for the next request to the same target.
+    route: RouteMemo,
 }
 
 impl Conn {
@@ -242,7 +245,7 @@ impl Writer {
             mut ex,
         } = begun;
         let routed = match who {
-            Ok(who) => service::route(&req, ctx, &snap, who, &mut ex).await,
+            Ok(who) => service::route(&req, ctx, &snap, who, &mut ex, Some(&mut self.route)).await,
             Err(resp) => Err(resp),
         };
         let next = match routed {

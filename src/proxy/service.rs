@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use chrono::DateTime;
 use chrono::Utc;
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +36,8 @@ use crate::admin::Health;
 use crate::audit::AuditLog;
 use crate::identity::Identified;
 use crate::metrics::Metrics;
-use crate::policy::{Kind, Outcome, Verdict};
+use crate::policy::host::Host;
+use crate::policy::{HostVerdict, Kind, MinistryId, Outcome, Verdict};
 use crate::snapshot::Snapshot;
 
 /// Process-wide state of the hot path. `snapshot` is swapped atomically by reloads; the
@@ -266,7 +268,7 @@ async fn forward_http(
     guard: RequestGuard,
     ex: &mut Exchange,
 ) -> Response<ProxyBody> {
-    let (addrs, target) = match route(&req, ctx, snap, who, ex).await {
+    let (addrs, target) = match route(&req, ctx, snap, who, ex, None).await {
         Ok(routed) => routed,
         Err(resp) => return with_guard(resp, guard),
     };
@@ -300,37 +302,159 @@ async fn forward_http(
 /// A plain request from its target to the origin addresses it may go to: parse the absolute
 /// target, decide, resolve and check. `Err` is the answer instead (a block, a bad target, a
 /// failed resolution). The caller rewrites the request for the origin.
+///
+/// `memo`: the client connection's [`RouteMemo`] (the fast path keeps one per connection).
 pub async fn route<B>(
     req: &Request<B>,
     ctx: &ConnCtx,
     snap: &Snapshot,
     who: Identified,
     ex: &mut Exchange,
+    mut memo: Option<&mut RouteMemo>,
 ) -> Result<(Vec<IpAddr>, Target), Answer> {
-    let target = target::parse_absolute(req.uri())
-        .map_err(|e| respond::error(ErrorType::HttpRequestError, &e.to_string()))?;
-    let path = req.uri().path_and_query().map(|p| p.as_str());
-    ex.target(&target, Some(req.uri()));
+    let uri = req.uri();
+    let path = uri.path_and_query().map(|p| p.as_str());
+    let bad_target =
+        |e: target::TargetError| respond::error(ErrorType::HttpRequestError, &e.to_string());
+    let (target, verdict, checked) = match who.ministry {
+        None => {
+            let target = target::parse_absolute(uri).map_err(bad_target)?;
+            (target, snap.policy.unknown_verdict(), None)
+        }
+        Some(m) => {
+            let now = Utc::now();
+            let started = Instant::now();
+            match memo.as_deref().and_then(|r| r.find(snap, m, uri, now)) {
+                Some(known) => {
+                    let verdict = known.host.finish(&snap.policy, path);
+                    ctx.shared.metrics.decision(true, started.elapsed());
+                    (known.target.clone(), verdict, known.addrs.clone())
+                }
+                None => {
+                    let target = target::parse_absolute(uri).map_err(bad_target)?;
+                    let started = Instant::now();
+                    let (host, hit) =
+                        (snap.cache).host_verdict(&snap.policy, m, &target.host, target.port, now);
+                    let verdict = host.finish(&snap.policy, path);
+                    ctx.shared.metrics.decision(hit, started.elapsed());
+                    if let Some(r) = memo.as_deref_mut() {
+                        r.remember(snap, m, uri, &target, host);
+                    }
+                    (target, verdict, None)
+                }
+            }
+        }
+    };
+    ex.target(&target, Some(uri));
     let stopped = |ex: &mut Exchange, stop: Stop, headers: &HeaderMap| {
         ex.stopped(snap, &stop);
         stop.into_answer(snap, &target, respond::accepts_html(headers))
     };
-    let mut decided = match decide(&ctx.shared.metrics, snap, who, &target, path) {
-        Ok(d) => d,
-        Err(stop) => return Err(stopped(ex, stop, req.headers())),
-    };
+    let mut decided = Decided { who, verdict };
+    if verdict.outcome == Outcome::Block {
+        return Err(stopped(ex, Stop::Blocked(decided), req.headers()));
+    }
     ex.decided(snap, &decided);
-    let before = decided.verdict;
+    if let Some(addrs) = checked {
+        return Ok((addrs, target));
+    }
     let addrs = match clear(ctx, snap, &target, &mut decided).await {
         Ok(a) => a,
         Err(stop) => return Err(stopped(ex, stop, req.headers())),
     };
     // Noted again only when a `destinations:` rule in report mode changed it: each note
     // clones shared handles whose counts every worker thread touches.
-    if decided.verdict != before {
+    if decided.verdict != verdict {
         ex.decided(snap, &decided);
     }
+    if let (Some(r), Host::Ip(_)) = (memo, &target.host) {
+        // An address target's checked addresses follow from the target and the snapshot's
+        // settings alone (no resolution, no `destinations:` check by name).
+        r.checked(snap, &target, &addrs);
+    }
     Ok((addrs, target))
+}
+
+/// The last plain request's route on a client connection, for the next request to the same
+/// target: most keep-alive clients send every request to one origin, and parsing the target
+/// and the shared cache's lookup cost as much as the rest of the decision.
+///
+/// It never answers what the policy would not: an entry holds the host's verdict from the
+/// shared cache (or policy) with its validity and is used only for the same target text
+/// (scheme and authority, byte for byte), the same ministry and the same snapshot, while that
+/// verdict is valid; the path still goes through [`HostVerdict::finish`]. A name target is
+/// resolved and checked again each time (resolution has its own cache and TTLs); an address
+/// target also keeps its checked addresses.
+///
+/// [`HostVerdict::finish`]: crate::policy::HostVerdict::finish
+#[derive(Default)]
+pub struct RouteMemo(Option<Remembered>);
+
+struct Remembered {
+    snapshot: u64,
+    ministry: MinistryId,
+    /// The authority as the request wrote it (the scheme was `http`).
+    authority: Vec<u8>,
+    target: Target,
+    host: HostVerdict,
+    /// An address target's addresses, once they passed the egress guard.
+    addrs: Option<Vec<IpAddr>>,
+}
+
+impl RouteMemo {
+    fn find(
+        &self,
+        snap: &Snapshot,
+        ministry: MinistryId,
+        uri: &Uri,
+        now: DateTime<Utc>,
+    ) -> Option<&Remembered> {
+        let r = self.0.as_ref()?;
+        let same = r.snapshot == snap.serial
+            && r.ministry == ministry
+            && uri
+                .scheme_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("http"))
+            && uri
+                .authority()
+                .is_some_and(|a| a.as_str().as_bytes() == r.authority.as_slice())
+            && r.host.is_valid_at(now);
+        same.then_some(r)
+    }
+
+    fn remember(
+        &mut self,
+        snap: &Snapshot,
+        ministry: MinistryId,
+        uri: &Uri,
+        target: &Target,
+        host: HostVerdict,
+    ) {
+        let Some(authority) = uri.authority() else {
+            return;
+        };
+        // The previous entry's buffer is reused: a connection that moves between origins
+        // does not allocate for each.
+        let mut text = self.0.take().map(|r| r.authority).unwrap_or_default();
+        text.clear();
+        text.extend_from_slice(authority.as_str().as_bytes());
+        self.0 = Some(Remembered {
+            snapshot: snap.serial,
+            ministry,
+            authority: text,
+            target: target.clone(),
+            host,
+            addrs: None,
+        });
+    }
+
+    fn checked(&mut self, snap: &Snapshot, target: &Target, addrs: &[IpAddr]) {
+        if let Some(r) = self.0.as_mut() {
+            if r.snapshot == snap.serial && r.target == *target {
+                r.addrs = Some(addrs.to_vec());
+            }
+        }
+    }
 }
 
 /// The client address for `X-Forwarded-For`, when configured.
