@@ -20,6 +20,10 @@ use super::guard;
 use super::respond::ErrorType;
 use crate::policy::host::{canonical_ip, Host};
 
+/// The addresses of a destination. Most have one or two: held inline, so an address target
+/// (and a connection's remembered route) costs no allocation per request.
+pub type Addrs = smallvec::SmallVec<[IpAddr; 2]>;
+
 /// Why a destination could not be reached. Each maps to one RFC 9209 error type.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -114,9 +118,9 @@ impl Resolver {
         host: &Host,
         statics: &HashMap<String, Vec<IpAddr>>,
         timeout: Duration,
-    ) -> Result<Vec<IpAddr>, DialError> {
+    ) -> Result<Addrs, DialError> {
         let name = match host {
-            Host::Ip(ip) => return Ok(vec![*ip]),
+            Host::Ip(ip) => return Ok(Addrs::from_slice(&[*ip])),
             Host::Name(n) => n.as_ref(),
         };
         if name == "invalid" || name.ends_with(".invalid") {
@@ -126,7 +130,7 @@ impl Resolver {
             ));
         }
         if let Some(addrs) = statics.get(name) {
-            return Ok(addrs.clone());
+            return Ok(Addrs::from_slice(addrs));
         }
         let Some(system) = &self.system else {
             return Err(DialError::Dns(name.into(), "no resolver configured".into()));
@@ -137,7 +141,7 @@ impl Resolver {
             Err(_) => Err(DialError::DnsTimeout(name.into())),
             Ok(Err(e)) => Err(DialError::Dns(name.into(), e.to_string())),
             Ok(Ok(lookup)) => {
-                let addrs: Vec<IpAddr> = lookup.iter().map(canonical_ip).collect();
+                let addrs: Addrs = lookup.iter().map(canonical_ip).collect();
                 if addrs.is_empty() {
                     Err(DialError::Dns(name.into(), "no addresses".into()))
                 } else {
@@ -217,7 +221,7 @@ mod tests {
             .resolve(&Host::Name("intranet.example".into()), &statics, t)
             .await
             .unwrap();
-        assert_eq!(got, vec!["10.0.0.5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(got.as_slice(), ["10.0.0.5".parse::<IpAddr>().unwrap()]);
         let e = r
             .resolve(&Host::Name("x.invalid".into()), &statics, t)
             .await

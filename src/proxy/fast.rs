@@ -39,6 +39,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
+use super::dial::Addrs;
 use super::forward;
 use super::limits::HeadSize;
 use super::observe::Exchange;
@@ -318,7 +319,7 @@ impl Writer {
         io: &mut I,
         ctx: &ConnCtx,
         snap: &Snapshot,
-        (addrs, target): (Vec<IpAddr>, Target),
+        (addrs, target): (Addrs, Target),
         ex: &mut Exchange,
         head_request: bool,
         close: bool,

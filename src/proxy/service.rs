@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use super::activity::{Activity, RequestGuard};
 use super::auth;
 use super::body::ProxyBody;
-use super::dial::{self, DialError, Resolver};
+use super::dial::{self, Addrs, DialError, Resolver};
 use super::forward;
 use super::framing;
 use super::limits::{self, ConnLimiter};
@@ -237,7 +237,7 @@ pub async fn clear(
     snap: &Snapshot,
     target: &Target,
     decided: &mut Decided,
-) -> Result<Vec<IpAddr>, Stop> {
+) -> Result<Addrs, Stop> {
     let s = &snap.settings;
     let addrs = (ctx.shared.resolver)
         .resolve(&target.host, &s.dns.static_hosts, s.timeouts.connect)
@@ -311,7 +311,7 @@ pub async fn route<B>(
     who: Identified,
     ex: &mut Exchange,
     mut memo: Option<&mut RouteMemo>,
-) -> Result<(Vec<IpAddr>, Target), Answer> {
+) -> Result<(Addrs, Target), Answer> {
     let uri = req.uri();
     let path = uri.path_and_query().map(|p| p.as_str());
     let bad_target =
@@ -398,7 +398,7 @@ struct Remembered {
     target: Target,
     host: HostVerdict,
     /// An address target's addresses, once they passed the egress guard.
-    addrs: Option<Vec<IpAddr>>,
+    addrs: Option<Addrs>,
 }
 
 impl RouteMemo {
@@ -451,7 +451,7 @@ impl RouteMemo {
     fn checked(&mut self, snap: &Snapshot, target: &Target, addrs: &[IpAddr]) {
         if let Some(r) = self.0.as_mut() {
             if r.snapshot == snap.serial && r.target == *target {
-                r.addrs = Some(addrs.to_vec());
+                r.addrs = Some(Addrs::from_slice(addrs));
             }
         }
     }
