@@ -29,7 +29,7 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{
     HeaderName, HeaderValue, ACCEPT, CONNECTION, CONTENT_LENGTH, EXPECT, PROXY_AUTHORIZATION,
     TRANSFER_ENCODING, UPGRADE,
@@ -89,20 +89,20 @@ where
         },
     };
     let ended = loop {
-        let (len, req) = match conn.read_head(io, max_head).await {
-            Read::Request(len, req) => (len, req),
+        let (head, req) = match conn.read_head(io, max_head).await {
+            Read::Request(head, req) => (head, req),
             Read::Closed => break Ended::Closed,
             Read::Other => break Ended::Handoff(conn.buf.split().freeze()),
         };
-        // The head stays in the buffer while its request is served (a fast-path request has
-        // no body, so nothing else is read meanwhile): the origin's head is written from it.
+        // The head is served from the bytes it was read into (a fast-path request has no
+        // body, so nothing else is read meanwhile): the target's parts and the origin's head
+        // come from it. Its room in the buffer is reused once the request is done.
         let fields = Fields {
-            head: &conn.buf[..len],
+            head: &head,
             spans: &conn.spans,
         };
         let next = conn.w.one(io, ctx, req, fields).await;
-        // `advance`, not `split_to`: the buffer stays one plain allocation, reused in place.
-        conn.buf.advance(len);
+        drop(head);
         if conn.w.out.capacity() > KEEP_BUFFER {
             conn.w.out = Vec::new();
         }
@@ -120,7 +120,8 @@ where
 // Returned once per request and matched at once; a box would cost an allocation each time.
 #[allow(clippy::large_enum_variant)]
 enum Read {
-    Request(usize, Parsed),
+    /// The head, split off the connection's buffer, and what the service sees of it.
+    Request(Bytes, Parsed),
     Closed,
     Other,
 }
@@ -206,10 +207,27 @@ impl Conn {
                 let mut req = httparse::Request::new(&mut []);
                 match req.parse_with_uninit_headers(&self.buf, &mut fields) {
                     Ok(httparse::Status::Complete(len)) => {
-                        return match parsed(&req, &self.buf, &mut self.spans) {
-                            Some(p) => Read::Request(len, p),
-                            None => Read::Other,
-                        }
+                        let Some((mut p, target)) = parsed(&req, &self.buf, &mut self.spans)
+                        else {
+                            return Read::Other;
+                        };
+                        // The URI's parts point into the head instead of a copy of it (a
+                        // copy was two allocations per request).
+                        let head = self.buf.split_to(len).freeze();
+                        return match Uri::from_maybe_shared(head.slice(target)) {
+                            Ok(uri) => {
+                                *p.req.uri_mut() = uri;
+                                Read::Request(head, p)
+                            }
+                            Err(_) => {
+                                // Back in front of what follows, for hyper to refuse.
+                                let mut all = BytesMut::with_capacity(head.len() + self.buf.len());
+                                all.extend_from_slice(&head);
+                                all.extend_from_slice(&self.buf);
+                                self.buf = all;
+                                Read::Other
+                            }
+                        };
                     }
                     Ok(httparse::Status::Partial) if self.buf.len() <= max_head => {}
                     _ => return Read::Other,
@@ -217,8 +235,14 @@ impl Conn {
             }
             if self.buf.capacity() - self.buf.len() < 512 {
                 // Small at first: most heads are well under 1 KiB, and an idle connection
-                // keeps what it has.
-                let grow = if self.buf.capacity() == 0 { 2048 } else { 8192 };
+                // keeps what it has. The room of heads already served is reclaimed in place
+                // (`reserve` moves the unread bytes to the front); only a head that does not
+                // fit grows the buffer.
+                let grow = match self.buf.capacity() {
+                    0 => 2048,
+                    _ if self.buf.len() < 1024 => 1024,
+                    _ => 8192,
+                };
                 self.buf.reserve(grow);
             }
             // Between requests a drain closes the connection at once: the task that watches
@@ -433,9 +457,14 @@ impl Writer {
     }
 }
 
-/// The service's view of a head the fast path takes, or `None` to leave it to hyper. `buf` is
-/// what `req` was parsed from; `spans` gets where its fields are.
-fn parsed(req: &httparse::Request<'_, '_>, buf: &[u8], spans: &mut Vec<Span>) -> Option<Parsed> {
+/// The service's view of a head the fast path takes (its URI still to be set) and where its
+/// target is in `buf`, or `None` to leave it to hyper. `buf` is what `req` was parsed from;
+/// `spans` gets where its fields are.
+fn parsed(
+    req: &httparse::Request<'_, '_>,
+    buf: &[u8],
+    spans: &mut Vec<Span>,
+) -> Option<(Parsed, std::ops::Range<usize>)> {
     if req.version != Some(1) {
         return None;
     }
@@ -448,7 +477,7 @@ fn parsed(req: &httparse::Request<'_, '_>, buf: &[u8], spans: &mut Vec<Span>) ->
     if target.len() < 8 || !target.as_bytes()[..7].eq_ignore_ascii_case(b"http://") {
         return None;
     }
-    let uri = Uri::try_from(target).ok()?;
+    let at = target.as_ptr() as usize - buf.as_ptr() as usize;
     // httparse has checked every name is a token and every value field content, as hyper
     // relies on too; the fields the service reads are validated again as `HeaderValue`s.
     let mut headers = HeaderMap::new();
@@ -488,13 +517,13 @@ fn parsed(req: &httparse::Request<'_, '_>, buf: &[u8], spans: &mut Vec<Span>) ->
     }
     let mut r = Request::new(());
     *r.method_mut() = method;
-    *r.uri_mut() = uri;
     *r.headers_mut() = headers;
-    Some(Parsed {
+    let parsed = Parsed {
         req: r,
         size,
         close,
-    })
+    };
+    Some((parsed, at..at + target.len()))
 }
 
 /// The request head for the origin, written straight from the client's (RFC 9110 §7.6): the
@@ -583,7 +612,11 @@ mod tests {
         let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let mut req = httparse::Request::new(&mut fields);
         match req.parse(head.as_bytes()) {
-            Ok(httparse::Status::Complete(_)) => parsed(&req, head.as_bytes(), spans),
+            Ok(httparse::Status::Complete(_)) => {
+                let (mut p, target) = parsed(&req, head.as_bytes(), spans)?;
+                *p.req.uri_mut() = Uri::try_from(&head[target]).ok()?;
+                Some(p)
+            }
             _ => None,
         }
     }
