@@ -134,7 +134,7 @@ pub fn policy_yaml(data: &[u8]) {
     let mut hosts = vec![Host::Name("www.example.com".into())];
     for c in loaded.policy.categories.iter().take(2) {
         if let Some(d) = c.domains.first() {
-            hosts.push(Host::Name(d.clone()));
+            hosts.push(Host::Name(d.as_ref().into()));
         }
     }
     let ids: Vec<_> = policy.ministries().map(|(id, _)| id).collect();

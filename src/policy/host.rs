@@ -11,12 +11,14 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 /// A normalised destination host.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Host {
-    /// Lower-case ASCII (punycode) DNS name without a trailing dot.
-    Name(Box<str>),
+    /// Lower-case ASCII (punycode) DNS name without a trailing dot. Shared: a request's host
+    /// goes into its audit record and a connection's remembered route without a copy.
+    Name(Arc<str>),
     /// A canonical IP address; IPv4-mapped IPv6 addresses are stored as IPv4.
     Ip(IpAddr),
 }
@@ -108,10 +110,47 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// Normalises a host as written in a request target, a CONNECT authority, an SNI or a policy
 /// file (without port). See the module docs for what is accepted.
 pub fn normalize_host(raw: &str) -> Result<Host, HostError> {
+    Ok(match normalize_with(raw, |n: &str| Arc::from(n))? {
+        Ok(name) => Host::Name(name),
+        Err(ip) => Host::Ip(ip),
+    })
+}
+
+/// [`normalize_host`] for a policy's `domains:` entries, whose names are stored as they are:
+/// the name (or the IP address it turned out to be).
+pub fn normalize_name(raw: &str) -> Result<Result<Box<str>, IpAddr>, HostError> {
+    normalize_with(raw, |n: &str| Box::from(n))
+}
+
+/// The normalisation itself; a name is handed to `make` as its lower-case text.
+fn normalize_with<T>(
+    raw: &str,
+    make: impl FnOnce(&str) -> T,
+) -> Result<Result<T, IpAddr>, HostError> {
     // The common case first: `plain_name` accepts only names that every check below passes.
-    if let Some(host) = plain_name(raw.strip_suffix('.').unwrap_or(raw)) {
-        return Ok(host);
+    let plain = raw.strip_suffix('.').unwrap_or(raw);
+    if is_plain_name(plain) {
+        // Lower-cased on the stack: the name is allocated once, in its final form.
+        let mut buf = [0u8; 253];
+        let lower = &mut buf[..plain.len()];
+        lower.copy_from_slice(plain.as_bytes());
+        lower.make_ascii_lowercase();
+        let text = std::str::from_utf8(lower).expect("a plain name is ASCII");
+        return Ok(Ok(make(text)));
     }
+    match normalize_other(raw)? {
+        Other::Ip(ip) => Ok(Err(ip)),
+        Other::Name(d) => Ok(Ok(make(&d))),
+    }
+}
+
+/// What the slow path found: an address, or a name from the WHATWG parser.
+enum Other {
+    Ip(IpAddr),
+    Name(String),
+}
+
+fn normalize_other(raw: &str) -> Result<Other, HostError> {
     if raw.is_empty() {
         return Err(HostError::Empty);
     }
@@ -121,12 +160,12 @@ pub fn normalize_host(raw: &str) -> Result<Host, HostError> {
     if let Some(inner) = raw.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or(HostError::BadIpv6)?;
         let ip: Ipv6Addr = inner.parse().map_err(|_| HostError::BadIpv6)?;
-        return Ok(Host::Ip(canonical_ip(IpAddr::V6(ip))));
+        return Ok(Other::Ip(canonical_ip(IpAddr::V6(ip))));
     }
     if raw.contains(':') {
         // Bare IPv6 (policy files, SNI never has one); anything else with ':' is not a host.
         let ip: Ipv6Addr = raw.parse().map_err(|_| HostError::BadIpv6)?;
-        return Ok(Host::Ip(canonical_ip(IpAddr::V6(ip))));
+        return Ok(Other::Ip(canonical_ip(IpAddr::V6(ip))));
     }
     let trimmed = raw.strip_suffix('.').unwrap_or(raw);
     if trimmed.is_empty() || trimmed.ends_with('.') {
@@ -134,7 +173,7 @@ pub fn normalize_host(raw: &str) -> Result<Host, HostError> {
     }
     // Strict dotted decimal (what std parses) means the same address to the WHATWG parser.
     if let Ok(ip) = trimmed.parse::<std::net::Ipv4Addr>() {
-        return Ok(Host::Ip(IpAddr::V4(ip)));
+        return Ok(Other::Ip(IpAddr::V4(ip)));
     }
     parse_whatwg(raw, trimmed)
 }
@@ -143,11 +182,11 @@ pub fn normalize_host(raw: &str) -> Result<Host, HostError> {
 /// dots, within DNS lengths, whose last label starts with a letter (so it cannot be an IPv4
 /// number form) and with no `xn--` label (punycode is left to IDNA to validate). UTS-46 maps
 /// such a name to its lower case and nothing else, so the result is the parser's.
-fn plain_name(name: &str) -> Option<Host> {
+fn is_plain_name(name: &str) -> bool {
     // One pass over the bytes: this runs for nearly every request.
     let b = name.as_bytes();
     if b.len() > 253 {
-        return None;
+        return false;
     }
     let label_ok = |l: &[u8]| {
         !l.is_empty()
@@ -158,28 +197,25 @@ fn plain_name(name: &str) -> Option<Host> {
     for (i, &c) in b.iter().enumerate() {
         if c == b'.' {
             if !label_ok(&b[start..i]) {
-                return None;
+                return false;
             }
             start = i + 1;
         } else if !(c.is_ascii_alphanumeric() || c == b'-') {
-            return None;
+            return false;
         }
     }
     let last = &b[start..];
-    if !label_ok(last) || !last[0].is_ascii_alphabetic() {
-        return None;
-    }
-    Some(Host::Name(name.to_ascii_lowercase().into_boxed_str()))
+    label_ok(last) && last[0].is_ascii_alphabetic()
 }
 
-fn parse_whatwg(raw: &str, trimmed: &str) -> Result<Host, HostError> {
+fn parse_whatwg(raw: &str, trimmed: &str) -> Result<Other, HostError> {
     match url::Host::parse(trimmed) {
         Ok(url::Host::Domain(d)) => {
             check_dns_lengths(&d)?;
-            Ok(Host::Name(d.into_boxed_str()))
+            Ok(Other::Name(d))
         }
-        Ok(url::Host::Ipv4(ip)) => Ok(Host::Ip(IpAddr::V4(ip))),
-        Ok(url::Host::Ipv6(ip)) => Ok(Host::Ip(canonical_ip(IpAddr::V6(ip)))),
+        Ok(url::Host::Ipv4(ip)) => Ok(Other::Ip(IpAddr::V4(ip))),
+        Ok(url::Host::Ipv6(ip)) => Ok(Other::Ip(canonical_ip(IpAddr::V6(ip)))),
         Err(e) => Err(HostError::Invalid(format!("{raw}: {e}"))),
     }
 }
@@ -298,18 +334,27 @@ mod tests {
         for a in labels {
             for b in labels {
                 for name in [format!("{a}.{b}"), format!("{a}.{b}.com"), a.to_owned()] {
-                    let Some(fast) = plain_name(&name) else {
+                    if !is_plain_name(&name) {
                         continue;
-                    };
+                    }
                     checked += 1;
-                    assert_eq!(Ok(fast), parse_whatwg(&name, &name), "{name}");
+                    let whatwg = match parse_whatwg(&name, &name) {
+                        Ok(Other::Name(d)) => Host::Name(d.into()),
+                        Ok(Other::Ip(ip)) => Host::Ip(ip),
+                        Err(e) => panic!("{name}: {e}"),
+                    };
+                    assert_eq!(normalize_host(&name), Ok(whatwg), "{name}");
+                    assert_eq!(
+                        normalize_name(&name).unwrap().unwrap().as_ref(),
+                        name.to_ascii_lowercase()
+                    );
                 }
             }
         }
         assert!(checked > 300, "{checked}");
-        assert!(plain_name(&format!("{}.com", "a".repeat(64))).is_none());
-        assert!(plain_name("foo.123").is_none());
-        assert!(plain_name("xn--bcher-kva.example").is_none());
+        assert!(!is_plain_name(&format!("{}.com", "a".repeat(64))));
+        assert!(!is_plain_name("foo.123"));
+        assert!(!is_plain_name("xn--bcher-kva.example"));
     }
 
     /// Every octet value in every position, against the standard library's text.

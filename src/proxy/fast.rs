@@ -207,8 +207,7 @@ impl Conn {
                 let mut req = httparse::Request::new(&mut []);
                 match req.parse_with_uninit_headers(&self.buf, &mut fields) {
                     Ok(httparse::Status::Complete(len)) => {
-                        let Some((mut p, target)) = parsed(&req, &self.buf, &mut self.spans)
-                        else {
+                        let Some((mut p, target)) = parsed(&req, &self.buf, &mut self.spans) else {
                             return Read::Other;
                         };
                         // The URI's parts point into the head instead of a copy of it (a

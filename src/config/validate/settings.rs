@@ -194,8 +194,10 @@ fn dns(report: &mut Report, dns: &Src<'_>, raw: RawDns) -> Dns {
                 },
             );
         }
-        out.static_hosts
-            .insert(host.into(), each(report, src, &name, &addrs.0, values::ip));
+        out.static_hosts.insert(
+            host.to_string(),
+            each(report, src, &name, &addrs.0, values::ip),
+        );
     }
     out
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::config::error::Problem;
-use crate::policy::host::{canonical_ip, normalize_host, Host};
+use crate::policy::host::{canonical_ip, normalize_host, normalize_name, Host};
 use crate::policy::model::{canonical_net, Action, Mode, UrlPrefix};
 use crate::policy::path::normalize_path;
 
@@ -87,12 +87,13 @@ pub fn domain(raw: &str) -> Result<Box<str>, Problem> {
         let hint = format!("; a domain already matches its subdomains: write `{rest}`");
         return Err(bad("wildcards are not needed".to_owned(), hint));
     }
-    match host(raw, "domain")? {
-        Host::Name(name) => Ok(name),
-        Host::Ip(ip) => Err(bad(
+    match normalize_name(raw) {
+        Ok(Ok(name)) => Ok(name),
+        Ok(Err(ip)) => Err(bad(
             format!("{ip} is an IP address"),
             "; use `hosts:` or `destinations:` for addresses".to_owned(),
         )),
+        Err(e) => Err(bad(e.to_string(), host_hint(raw))),
     }
 }
 
