@@ -292,3 +292,23 @@ async fn a_drain_closes_an_idle_kept_alive_connection() {
         assert_closed(&mut s, extra).await;
     }
 }
+
+/// A target httparse accepts but `http::Uri` refuses, after fast-path requests on the same
+/// connection and pipelined with them: hyper gets it with every byte (its 400), and the
+/// requests before it were answered.
+#[tokio::test]
+async fn a_target_the_uri_parser_refuses_mid_connection_goes_to_hyper_whole() {
+    let o = origin::start().await;
+    let port = o.addr.port();
+    let p = common::start(common::standard_tree("")).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(get(&mut s, port, "/").await.status, 200);
+    }
+    let good = format!("GET http://allowed.test:{port}/ HTTP/1.1\r\nHost: a\r\n\r\n");
+    let pipelined = format!("{good}GET http://[::1:80/ HTTP/1.1\r\nHost: a\r\n\r\n");
+    s.write_all(pipelined.as_bytes()).await.unwrap();
+    assert_eq!(common::read_response(&mut s).await.status, 200);
+    let r = common::read_response(&mut s).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}

@@ -17,7 +17,9 @@
 //!
 //! A client connection keeps the origin connection its last request used (most keep-alive
 //! clients talk to one origin), so the common request needs no pool lock; it goes back to the
-//! shared [`OriginPool`] when the client connection ends or moves to another origin.
+//! shared [`OriginPool`] when the client connection ends or moves to another origin. It also
+//! keeps its last request's route ([`RouteMemo`]), so a repeated target is neither parsed nor
+//! looked up in the shared decision cache again while the snapshot and the verdict hold.
 //!
 //! [`TrackedIo::unread`]: super::activity::TrackedIo::unread
 
