@@ -46,11 +46,11 @@ impl LineWriter {
         key!("ministry");
         text(out, &r.ministry);
         key!("identity");
-        text(out, r.identity);
+        word(out, r.identity);
         key!("user");
         opt_text(out, r.user.as_deref());
         key!("kind");
-        text(out, r.kind.as_str());
+        word(out, r.kind.as_str());
         key!("method");
         text(out, r.method.as_str());
         key!("host");
@@ -69,15 +69,15 @@ impl LineWriter {
         key!("path");
         opt_text(out, r.path.as_deref());
         key!("action");
-        opt_text(out, r.action.map(Outcome::as_str));
+        opt_word(out, r.action.map(Outcome::as_str));
         key!("mode");
-        opt_text(out, r.mode.map(Mode::as_str));
+        opt_word(out, r.mode.map(Mode::as_str));
         key!("rule");
         opt_text(out, r.rule.as_deref());
         key!("status");
         int(out, u64::from(r.status));
         key!("error");
-        opt_text(out, r.error.map(ErrorType::as_str));
+        opt_word(out, r.error.map(ErrorType::as_str));
         key!("bytes_up");
         int(out, r.bytes_up);
         key!("bytes_down");
@@ -122,6 +122,24 @@ fn text(out: &mut Vec<u8>, s: &str) {
     } else {
         // Writing a `str` into a `Vec` cannot fail.
         let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// A JSON string of egressd's own vocabulary (kinds, identity methods, actions, modes, error
+/// types): `'static` lower-case identifiers that never need escaping, so they are not scanned.
+fn word(out: &mut Vec<u8>, s: &'static str) {
+    debug_assert!(s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+fn opt_word(out: &mut Vec<u8>, s: Option<&'static str>) {
+    match s {
+        Some(s) => word(out, s),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
@@ -211,6 +229,40 @@ mod tests {
             bytes_up: 0,
             bytes_down: 12345,
             duration: Duration::from_micros(1500),
+        }
+    }
+
+    /// Every word written unscanned (`word`) is one JSON needs no escape for, and serde_json
+    /// writes it the same.
+    #[test]
+    fn vocabulary_needs_no_escaping() {
+        use crate::identity::Method as Id;
+        let errors = crate::metrics::UPSTREAM_ERRORS.into_iter().chain([
+            ErrorType::HttpRequestError,
+            ErrorType::HttpRequestDenied,
+            ErrorType::ProxyInternalError,
+        ]);
+        let words: Vec<&'static str> = [Kind::Http.as_str(), Kind::Connect.as_str()]
+            .into_iter()
+            .chain([Outcome::Allow, Outcome::Block, Outcome::Report].map(Outcome::as_str))
+            .chain([Mode::Enforce, Mode::Report].map(Mode::as_str))
+            .chain(
+                [
+                    Id::Certificate,
+                    Id::Credentials,
+                    Id::Source,
+                    Id::Default,
+                    Id::None,
+                ]
+                .map(Id::as_str),
+            )
+            .chain(errors.map(ErrorType::as_str))
+            .collect();
+        assert_eq!(words.len(), 27);
+        for w in words {
+            let mut out = Vec::new();
+            word(&mut out, w);
+            assert_eq!(out, serde_json::to_vec(w).unwrap(), "{w}");
         }
     }
 
