@@ -127,7 +127,7 @@ fn normalize_with<T>(
     raw: &str,
     make: impl FnOnce(&str) -> T,
 ) -> Result<Result<T, IpAddr>, HostError> {
-    // The common case first: `plain_name` accepts only names that every check below passes.
+    // The common case first: `is_plain_name` accepts only names that every check below passes.
     let plain = raw.strip_suffix('.').unwrap_or(raw);
     if is_plain_name(plain) {
         // Lower-cased on the stack: the name is allocated once, in its final form.
