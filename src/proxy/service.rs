@@ -213,20 +213,31 @@ pub fn decide(
 ) -> Result<Decided, Stop> {
     let verdict = match who.ministry {
         None => snap.policy.unknown_verdict(),
-        Some(m) => {
-            let now = Utc::now();
-            let started = Instant::now();
-            let (v, hit) =
-                (snap.cache).decide(&snap.policy, m, &target.host, target.port, path, now);
-            metrics.decision(hit, started.elapsed());
-            v
-        }
+        Some(m) => cached_verdict(metrics, snap, m, target, path, Utc::now()).1,
     };
     let decided = Decided { who, verdict };
     if decided.verdict.outcome == Outcome::Block {
         return Err(Stop::Blocked(decided));
     }
     Ok(decided)
+}
+
+/// The host's verdict from the decision cache (or the policy) and the request's verdict, timed
+/// and counted in the decision metrics.
+fn cached_verdict(
+    metrics: &Metrics,
+    snap: &Snapshot,
+    ministry: MinistryId,
+    target: &Target,
+    path: Option<&str>,
+    now: DateTime<Utc>,
+) -> (HostVerdict, Verdict) {
+    let started = Instant::now();
+    let (host, hit) =
+        (snap.cache).host_verdict(&snap.policy, ministry, &target.host, target.port, now);
+    let verdict = host.finish(&snap.policy, path);
+    metrics.decision(hit, started.elapsed());
+    (host, verdict)
 }
 
 /// Resolves the target, applies `destinations:` block rules to the resolved addresses, then the
@@ -323,6 +334,8 @@ pub async fn route<B>(
         }
         Some(m) => {
             let now = Utc::now();
+            // A remembered route is timed (its lookup included) and counted as the cache hit
+            // it stands for; a miss is timed by `cached_verdict` alone.
             let started = Instant::now();
             match memo.as_deref().and_then(|r| r.find(snap, m, uri, now)) {
                 Some(known) => {
@@ -332,11 +345,8 @@ pub async fn route<B>(
                 }
                 None => {
                     let target = target::parse_absolute(uri).map_err(bad_target)?;
-                    let started = Instant::now();
-                    let (host, hit) =
-                        (snap.cache).host_verdict(&snap.policy, m, &target.host, target.port, now);
-                    let verdict = host.finish(&snap.policy, path);
-                    ctx.shared.metrics.decision(hit, started.elapsed());
+                    let (host, verdict) =
+                        cached_verdict(&ctx.shared.metrics, snap, m, &target, path, now);
                     if let Some(r) = memo.as_deref_mut() {
                         r.remember(snap, m, uri, &target, host);
                     }
