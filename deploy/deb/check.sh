@@ -24,10 +24,18 @@ fi
 # this script checks, and they do not depend on the profile. Users build with the default
 # (release), as the README says.
 profile=${EGRESSD_DEB_PROFILE:-release}
-echo "--- cargo deb --strip --profile $profile"
+# With the dev profile, `cargo deb` would build the binary again: `cargo test` unified the features
+# of the dev-dependencies into the shared crates, a plain build does not, so every dependency was
+# compiled a second time (minutes, and gigabytes of target/). --no-build packages the binary the
+# tests ran against.
+build=()
+if [ "$profile" = dev ] && [ -x target/debug/egressd ]; then
+  build=(--no-build)
+fi
+echo "--- cargo deb --strip --profile $profile ${build[*]}"
 # --strip: the release profile keeps line tables for profiling; the package does not need them
 # (65 MB binary unstripped, 11 MB stripped).
-cargo deb --locked --strip --profile "$profile"
+cargo deb --locked --strip --profile "$profile" "${build[@]}"
 deb=$(ls -t target/debian/egressd_*.deb | head -1)
 echo "built $deb ($(du -h "$deb" | cut -f1))"
 
