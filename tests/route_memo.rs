@@ -152,3 +152,92 @@ async fn each_request_on_a_connection_is_decided_for_its_own_path_and_user() {
     assert_eq!(r.status, 403);
     assert_eq!(get(&mut s, &format!("{other}/"), &bob).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_remembered_block_answer_follows_its_rule_page_kind_and_snapshot() {
+    let origin = origin::start().await;
+    let port = origin.addr.port();
+    let private = |reason: &str| {
+        format!(
+            "{}  - id: private-area\n    action: block\n    urls: [http://allowed.test/private]\n    \
+             reason: {reason}\n  - id: secret-area\n    action: block\n    \
+             urls: [http://allowed.test/secret]\n    reason: secret\n",
+            common::AGRICULTURE
+        )
+    };
+    let p = common::start(tree(&private("first reason"), &common::egressd_yaml(""))).await;
+    let allowed = format!("http://allowed.test:{port}");
+    let html = "Accept: text/html\r\n";
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    // (path or URL, Accept, status, rule named, HTML page), all on one connection: the memo's
+    // answer must be the one a fresh decision writes, whatever the previous request got.
+    let facebook = format!("http://www.facebook.com:{port}/");
+    let steps: [(String, &str, u16, &str, bool); 10] = [
+        (
+            format!("{allowed}/private"),
+            html,
+            403,
+            "private-area",
+            true,
+        ),
+        (format!("{allowed}/private"), "", 403, "private-area", false),
+        (format!("{allowed}/private"), "", 403, "private-area", false),
+        (
+            format!("{allowed}/private"),
+            html,
+            403,
+            "private-area",
+            true,
+        ),
+        (format!("{allowed}/public"), "", 200, "", false),
+        (
+            format!("{allowed}/private/x"),
+            "",
+            403,
+            "private-area",
+            false,
+        ),
+        (format!("{allowed}/secret"), "", 403, "secret-area", false),
+        (format!("{allowed}/private"), "", 403, "private-area", false),
+        (facebook.clone(), "", 403, "social-media", false),
+        (format!("{allowed}/private"), "", 403, "private-area", false),
+    ];
+    for (i, (url, accept, want, rule, page)) in steps.iter().enumerate() {
+        let r = get(&mut s, url, accept).await;
+        assert_eq!(r.status, *want, "step {i}: {url}: {}", r.text());
+        if *want != 403 {
+            continue;
+        }
+        let text = r.text();
+        let ctype = r.header("content-type").unwrap_or_default();
+        assert_eq!(ctype.starts_with("text/html"), *page, "step {i}: {ctype}");
+        assert_eq!(text.contains("<html>"), *page, "step {i}: {text}");
+        assert!(text.contains(rule), "step {i}: {text}");
+        let host = if url.contains("facebook") {
+            "www.facebook.com"
+        } else {
+            "allowed.test"
+        };
+        assert!(text.contains(host), "step {i}: {text}");
+        let status = r.header("proxy-status").unwrap_or_default();
+        assert!(status.contains(rule), "step {i}: {status}");
+        assert_eq!(
+            r.header("content-length"),
+            Some(r.body.len().to_string().as_str())
+        );
+    }
+    // A reload that only rewords the rule: the same connection gets the new page at once.
+    std::fs::write(
+        p.tree.dir.path().join("policies/agriculture.yaml"),
+        private("second reason"),
+    )
+    .unwrap();
+    assert!(matches!(
+        p.server.reload().await,
+        egressd::reload::Outcome::Applied { .. }
+    ));
+    let r = get(&mut s, &format!("{allowed}/private"), "").await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("second reason"), "{}", r.text());
+    assert!(!r.text().contains("first reason"), "{}", r.text());
+}

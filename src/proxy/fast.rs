@@ -322,7 +322,7 @@ impl Writer {
         if close && !a.closes() {
             out.extend_from_slice(b"connection: close\r\n");
         }
-        let body = a.body().as_bytes();
+        let body = a.body();
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         out.extend_from_slice(b"\r\n\r\n");

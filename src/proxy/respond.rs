@@ -132,18 +132,20 @@ pub struct BlockPage<'a> {
     pub host: &'a str,
 }
 
-/// A response egressd made up: status, `Proxy-Status`, a text or HTML body.
-#[derive(Debug)]
+/// A response egressd made up: status, `Proxy-Status`, a text or HTML body. Its bytes are
+/// shared: a copy (a connection's route memo keeps its last block answer) is two reference
+/// counts, not two buffers.
+#[derive(Debug, Clone)]
 pub struct Answer {
     status: StatusCode,
     /// The error the audit record and metrics report (`None` for the 407 challenge).
     reported: Option<ErrorType>,
     /// The `Proxy-Status` value ([`proxy_status`]: printable ASCII only).
-    proxy_status: Vec<u8>,
+    proxy_status: Bytes,
     content_type: HeaderValue,
     /// The 407 challenge's `Proxy-Authenticate`.
     challenge: bool,
-    body: String,
+    body: Bytes,
 }
 
 const CHALLENGE: HeaderValue =
@@ -158,7 +160,7 @@ impl Answer {
         self.reported
     }
 
-    pub fn body(&self) -> &str {
+    pub fn body(&self) -> &[u8] {
         &self.body
     }
 
@@ -197,14 +199,11 @@ impl Answer {
 
     pub fn into_response(self) -> Response<ProxyBody> {
         let close = self.closes();
-        let mut resp = Response::new(ProxyBody::answer(
-            Full::new(Bytes::from(self.body)),
-            self.reported,
-        ));
+        let mut resp = Response::new(ProxyBody::answer(Full::new(self.body), self.reported));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
         h.reserve(5);
-        let status = HeaderValue::from_maybe_shared(Bytes::from(self.proxy_status))
+        let status = HeaderValue::from_maybe_shared(self.proxy_status)
             .unwrap_or_else(|_| HeaderValue::from_static(PROXY_NAME));
         h.insert(PROXY_STATUS, status);
         h.insert(CONTENT_TYPE, self.content_type);
@@ -320,10 +319,10 @@ fn build(
     Answer {
         status,
         reported: counted.then_some(error),
-        proxy_status: proxy_status(error, details),
+        proxy_status: Bytes::from(proxy_status(error, details)),
         content_type,
         challenge: false,
-        body,
+        body: Bytes::from(body),
     }
 }
 

@@ -37,7 +37,7 @@ use crate::audit::AuditLog;
 use crate::identity::Identified;
 use crate::metrics::Metrics;
 use crate::policy::host::Host;
-use crate::policy::{HostVerdict, Kind, MinistryId, Outcome, Verdict};
+use crate::policy::{HostVerdict, Kind, MinistryId, Outcome, RuleId, Verdict};
 use crate::snapshot::Snapshot;
 
 /// Process-wide state of the hot path. `snapshot` is swapped atomically by reloads; the
@@ -327,6 +327,8 @@ pub async fn route<B>(
     let path = uri.path_and_query().map(|p| p.as_str());
     let bad_target =
         |e: target::TargetError| respond::error(ErrorType::HttpRequestError, &e.to_string());
+    // Whether the memo's entry is this request's route (found, or just remembered).
+    let mut memo_here = false;
     let (target, verdict, checked) = match who.ministry {
         None => {
             let target = target::parse_absolute(uri).map_err(bad_target)?;
@@ -341,6 +343,7 @@ pub async fn route<B>(
                 Some(known) => {
                     let verdict = known.host.finish(&snap.policy, path);
                     ctx.shared.metrics.decision(true, started.elapsed());
+                    memo_here = true;
                     (known.target.clone(), verdict, known.addrs.clone())
                 }
                 None => {
@@ -348,7 +351,7 @@ pub async fn route<B>(
                     let (host, verdict) =
                         cached_verdict(&ctx.shared.metrics, snap, m, &target, path, now);
                     if let Some(r) = memo.as_deref_mut() {
-                        r.remember(snap, m, uri, &target, host);
+                        memo_here = r.remember(snap, m, uri, &target, host);
                     }
                     (target, verdict, None)
                 }
@@ -362,7 +365,14 @@ pub async fn route<B>(
     };
     let mut decided = Decided { who, verdict };
     if verdict.outcome == Outcome::Block {
-        return Err(stopped(ex, Stop::Blocked(decided), req.headers()));
+        let stop = Stop::Blocked(decided);
+        ex.stopped(snap, &stop);
+        let html = respond::accepts_html(req.headers());
+        let make = || stop.into_answer(snap, &target, html);
+        return Err(match memo.filter(|_| memo_here) {
+            Some(r) => r.block_answer(verdict.rule, html, make),
+            None => make(),
+        });
     }
     ex.decided(snap, &decided);
     if let Some(addrs) = checked {
@@ -409,6 +419,9 @@ struct Remembered {
     host: HostVerdict,
     /// An address target's addresses, once they passed the egress guard.
     addrs: Option<Addrs>,
+    /// The last block answer to this target: its rule and whether it is the HTML page. Its
+    /// text depends on nothing else the entry does not pin (snapshot, ministry, target).
+    answer: Option<(RuleId, bool, Answer)>,
 }
 
 impl RouteMemo {
@@ -432,6 +445,8 @@ impl RouteMemo {
         same.then_some(r)
     }
 
+    /// Remembers `target`'s route; `false` (and the memo unchanged) for a URI without an
+    /// authority.
     fn remember(
         &mut self,
         snap: &Snapshot,
@@ -439,9 +454,9 @@ impl RouteMemo {
         uri: &Uri,
         target: &Target,
         host: HostVerdict,
-    ) {
+    ) -> bool {
         let Some(authority) = uri.authority() else {
-            return;
+            return false;
         };
         // The previous entry's buffer is reused: a connection that moves between origins
         // does not allocate for each.
@@ -455,7 +470,26 @@ impl RouteMemo {
             target: target.clone(),
             host,
             addrs: None,
+            answer: None,
         });
+        true
+    }
+
+    /// The block answer for `rule` to the remembered target, made by `make` once per entry
+    /// (per rule and page kind): a client refused on a kept-alive connection tends to ask
+    /// again, and the page costs more to write than the rest of the refusal.
+    fn block_answer(&mut self, rule: RuleId, html: bool, make: impl FnOnce() -> Answer) -> Answer {
+        let Some(r) = self.0.as_mut() else {
+            return make();
+        };
+        match &r.answer {
+            Some((id, h, a)) if *id == rule && *h == html => a.clone(),
+            _ => {
+                let a = make();
+                r.answer = Some((rule, html, a.clone()));
+                a
+            }
+        }
     }
 
     fn checked(&mut self, snap: &Snapshot, target: &Target, addrs: &[IpAddr]) {
