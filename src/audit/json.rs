@@ -9,7 +9,9 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use chrono::{DateTime, Timelike, Utc};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
 
 use super::Record;
 use crate::policy::host::{ipv4_bytes, Host};
@@ -20,7 +22,8 @@ use crate::proxy::respond::ErrorType;
 /// Writes records; remembers the last formatted second.
 #[derive(Default)]
 pub(super) struct LineWriter {
-    second: i64,
+    /// Seconds since the Unix epoch.
+    second: u64,
     /// `"2026-11-26T14:58:03` for `second` (empty before the first record).
     prefix: String,
 }
@@ -88,15 +91,24 @@ impl LineWriter {
         Ok(())
     }
 
-    /// RFC 3339, UTC, milliseconds: `"2026-11-26T14:58:03.123Z"`.
-    fn ts(&mut self, ts: DateTime<Utc>, out: &mut Vec<u8>) {
-        let second = ts.timestamp();
+    /// RFC 3339, UTC, milliseconds: `"2026-11-26T14:58:03.123Z"`. The record carries the
+    /// clock's `SystemTime`: the calendar is worked out here, once per second, instead of on
+    /// the worker for every record.
+    fn ts(&mut self, ts: SystemTime, out: &mut Vec<u8>) {
+        let Ok(since) = ts.duration_since(SystemTime::UNIX_EPOCH) else {
+            // A clock set before 1970: written in full, nothing cached.
+            let t = DateTime::<Utc>::from(ts);
+            let _ = write!(out, "\"{}\"", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+            return;
+        };
+        let second = since.as_secs();
         if self.prefix.is_empty() || second != self.second {
             self.second = second;
-            self.prefix = ts.format("\"%Y-%m-%dT%H:%M:%S").to_string();
+            let t = DateTime::<Utc>::from(SystemTime::UNIX_EPOCH + Duration::from_secs(second));
+            self.prefix = t.format("\"%Y-%m-%dT%H:%M:%S").to_string();
         }
         out.extend_from_slice(self.prefix.as_bytes());
-        let millis = ts.nanosecond() % 1_000_000_000 / 1_000_000;
+        let millis = since.subsec_millis();
         out.extend_from_slice(&[
             b'.',
             b'0' + (millis / 100) as u8,
@@ -210,7 +222,7 @@ mod tests {
         Record {
             ts: DateTime::parse_from_rfc3339("2026-11-26T14:58:03.045678Z")
                 .unwrap()
-                .to_utc(),
+                .into(),
             client: "10.20.1.2".parse().unwrap(),
             ministry: Arc::from("agri\"culture"),
             identity: "source",
@@ -376,11 +388,22 @@ mod tests {
             ("2026-11-26T14:58:04.000Z", "2026-11-26T14:58:04.000Z"),
             ("2026-11-26T14:58:03.500Z", "2026-11-26T14:58:03.500Z"),
         ] {
-            r.ts = DateTime::parse_from_rfc3339(ts).unwrap().to_utc();
+            r.ts = DateTime::parse_from_rfc3339(ts).unwrap().into();
             let mut out = Vec::new();
             w.write(&r, &mut out).unwrap();
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(v["ts"], want);
         }
+    }
+
+    #[test]
+    fn a_clock_before_1970_is_written_in_full() {
+        let mut w = LineWriter::default();
+        let mut r = record();
+        r.ts = SystemTime::UNIX_EPOCH - Duration::from_millis(1500);
+        let mut out = Vec::new();
+        w.write(&r, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["ts"], "1969-12-31T23:59:58.500Z");
     }
 }

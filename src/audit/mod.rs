@@ -27,9 +27,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, Utc};
 use http::Method;
 use prometheus::IntCounter;
 use tokio::sync::{mpsc, oneshot};
@@ -98,7 +97,7 @@ pub mod field {
 #[derive(Clone, Debug)]
 pub struct Record {
     /// When the exchange ended (response body done, tunnel closed); it began `duration` earlier.
-    pub ts: DateTime<Utc>,
+    pub ts: SystemTime,
     pub client: IpAddr,
     /// The client's ministry, `_unknown` when none.
     pub ministry: Arc<str>,
@@ -423,7 +422,10 @@ mod tests {
 
     pub(crate) fn record(n: u64) -> Record {
         Record {
-            ts: "2026-05-01T09:30:00.123456Z".parse().unwrap(),
+            ts: "2026-05-01T09:30:00.123456Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+                .into(),
             client: "10.20.3.4".parse().unwrap(),
             ministry: "agriculture".into(),
             identity: "source",

@@ -22,10 +22,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use chrono::Utc;
 use http::{Method, Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use prometheus::IntCounter;
@@ -326,7 +325,7 @@ impl Data {
         let body_up = self.body_up.as_ref().map_or(0, |t| t.load(Relaxed));
         let d = *self;
         let record = Record {
-            ts: Utc::now(),
+            ts: SystemTime::now(),
             client: d.client,
             ministry: d
                 .ministry
