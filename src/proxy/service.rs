@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use chrono::DateTime;
@@ -335,11 +335,13 @@ pub async fn route<B>(
             (target, snap.policy.unknown_verdict(), None)
         }
         Some(m) => {
-            let now = Utc::now();
             // A remembered route is timed (its lookup included) and counted as the cache hit
             // it stands for; a miss is timed by `cached_verdict` alone.
             let started = Instant::now();
-            match memo.as_deref().and_then(|r| r.find(snap, m, uri, now)) {
+            let found = memo
+                .as_deref()
+                .and_then(|r| r.find(snap, m, uri, SystemTime::now()));
+            match found {
                 Some(known) => {
                     let verdict = known.host.finish(&snap.policy, path);
                     ctx.shared.metrics.decision(true, started.elapsed());
@@ -349,7 +351,7 @@ pub async fn route<B>(
                 None => {
                     let target = target::parse_absolute(uri).map_err(bad_target)?;
                     let (host, verdict) =
-                        cached_verdict(&ctx.shared.metrics, snap, m, &target, path, now);
+                        cached_verdict(&ctx.shared.metrics, snap, m, &target, path, Utc::now());
                     if let Some(r) = memo.as_deref_mut() {
                         memo_here = r.remember(snap, m, uri, &target, host);
                     }
@@ -417,6 +419,9 @@ struct Remembered {
     authority: Vec<u8>,
     target: Target,
     host: HostVerdict,
+    /// `host`'s validity as the clock's own type: checked for every request, and a calendar
+    /// date is several times the cost of a clock read.
+    valid: (SystemTime, SystemTime),
     /// An address target's addresses, once they passed the egress guard.
     addrs: Option<Addrs>,
     /// The last block answer to this target: its rule and whether it is the HTML page. Its
@@ -430,7 +435,7 @@ impl RouteMemo {
         snap: &Snapshot,
         ministry: MinistryId,
         uri: &Uri,
-        now: DateTime<Utc>,
+        now: SystemTime,
     ) -> Option<&Remembered> {
         let r = self.0.as_ref()?;
         let same = r.snapshot == snap.serial
@@ -441,7 +446,8 @@ impl RouteMemo {
             && uri
                 .authority()
                 .is_some_and(|a| a.as_str().as_bytes() == r.authority.as_slice())
-            && r.host.is_valid_at(now);
+            && r.valid.0 <= now
+            && now < r.valid.1;
         same.then_some(r)
     }
 
@@ -468,6 +474,7 @@ impl RouteMemo {
             ministry,
             authority: text,
             target: target.clone(),
+            valid: (host.valid_from().into(), host.valid_until().into()),
             host,
             addrs: None,
             answer: None,
