@@ -8,7 +8,6 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
