@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 use chrono::DateTime;
 use chrono::Utc;
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
@@ -361,10 +361,6 @@ pub async fn route<B>(
         }
     };
     ex.target(&target, Some(uri));
-    let stopped = |ex: &mut Exchange, stop: Stop, headers: &HeaderMap| {
-        ex.stopped(snap, &stop);
-        stop.into_answer(snap, &target, respond::accepts_html(headers))
-    };
     let mut decided = Decided { who, verdict };
     if verdict.outcome == Outcome::Block {
         let stop = Stop::Blocked(decided);
@@ -382,7 +378,10 @@ pub async fn route<B>(
     }
     let addrs = match clear(ctx, snap, &target, &mut decided).await {
         Ok(a) => a,
-        Err(stop) => return Err(stopped(ex, stop, req.headers())),
+        Err(stop) => {
+            ex.stopped(snap, &stop);
+            return Err(stop.into_answer(snap, &target, respond::accepts_html(req.headers())));
+        }
     };
     // Noted again only when a `destinations:` rule in report mode changed it: each note
     // clones shared handles whose counts every worker thread touches.
