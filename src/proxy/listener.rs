@@ -189,6 +189,26 @@ pub(crate) async fn serve_connection<I>(
     } else {
         io
     };
+    // Boxed: hyper's connection state is several KiB, and inline it would be part of every
+    // connection task's state, copied when the task is spawned and again when it ends, while
+    // most connections never leave the fast path.
+    let hyper = serve_hyper(io, ctx, max_headers, max_head, watchdog, draining);
+    Box::pin(hyper).await;
+}
+
+/// The rest of a connection on hyper: from its first request when the fast path is off, or
+/// from the request the fast path handed over.
+async fn serve_hyper<I>(
+    io: TrackedIo<I>,
+    ctx: Arc<ConnCtx>,
+    max_headers: usize,
+    max_head: usize,
+    mut watchdog: std::pin::Pin<&mut impl std::future::Future<Output = super::activity::Expired>>,
+    draining: tokio_util::sync::CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = ctx.peer;
     let io = TokioIo::new(io);
     let svc = service_fn(move |req| service::handle(req, ctx.clone()));
     let conn = http1::Builder::new()

@@ -282,9 +282,8 @@ impl Origin {
         client: &mut W,
     ) -> Result<(), RelayError> {
         loop {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-            match httparse::parse_headers(&self.buf, &mut fields) {
-                Ok(httparse::Status::Complete((n, _))) => {
+            match trailers_end(&self.buf) {
+                Ok(httparse::Status::Complete(n)) => {
                     self.buf.advance(n);
                     return Ok(());
                 }
@@ -323,6 +322,17 @@ impl Origin {
             }
         }
     }
+}
+
+/// Where the trailer section at the front of `buf` ends. Not inline in `skip_trailers`: its
+/// field array (3 KiB) would then be held across that function's awaits, in the state of every
+/// fast-path connection's task.
+fn trailers_end(buf: &[u8]) -> Result<httparse::Status<usize>, httparse::Error> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    Ok(match httparse::parse_headers(buf, &mut fields)? {
+        httparse::Status::Complete((n, _)) => httparse::Status::Complete(n),
+        httparse::Status::Partial => httparse::Status::Partial,
+    })
 }
 
 /// Writes and empties `out`.
