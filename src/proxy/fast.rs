@@ -309,6 +309,7 @@ impl Writer {
         let close = close || a.closes() || self.draining.is_cancelled();
         let out = &mut self.out;
         out.clear();
+        // Sized once, as in `request_head`.
         out.reserve(a.body().len() + 512);
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(status.as_str().as_bytes());

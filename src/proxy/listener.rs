@@ -9,7 +9,9 @@
 //! dropped, which releases its connection slot, and the listener and every other connection
 //! carry on. `tests::a_panicking_connection_leaves_the_listener_serving` shows it.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +21,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::activity::{Activity, TrackedIo};
+use super::activity::{Activity, Expired, TrackedIo};
 use super::fast::{self, Ended};
 use super::limits::{self, ConnPermit, ConnSlot, Lingering, Refusal};
 use super::service::{self, ConnCtx, Shared};
@@ -203,8 +206,8 @@ async fn serve_hyper<I>(
     ctx: Arc<ConnCtx>,
     max_headers: usize,
     max_head: usize,
-    mut watchdog: std::pin::Pin<&mut impl std::future::Future<Output = super::activity::Expired>>,
-    draining: tokio_util::sync::CancellationToken,
+    mut watchdog: Pin<&mut impl Future<Output = Expired>>,
+    draining: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
