@@ -29,12 +29,14 @@
 //! the tunnel) ends.
 //!
 //! # Threads
-//! By default one multi-thread tokio runtime (a worker per CPU) serves everything; the audit
-//! writer has its own thread. Opt-in (`EGRESSD_PROXY_THREADS`, [`app::Options::per_core`]):
-//! the plain proxy listener on N threads of its own, each a single-thread runtime with its own
-//! `SO_REUSEPORT` socket and origin pool, so a connection, its origin connections and its
-//! timers stay on the thread that accepted it. Everything the threads share (snapshot, caps,
-//! metrics, audit queue) is atomics or lock-free.
+//! The binary serves the plain proxy listener on one thread per core (`EGRESSD_PROXY_THREADS`,
+//! [`app::Options::per_core`]), each a single-thread runtime with its own `SO_REUSEPORT`
+//! socket and origin pool, so a connection, its origin connections and its timers stay on the
+//! thread that accepted it; a multi-thread runtime (a worker per CPU) serves the TLS listener,
+//! admin, reloads and signals, and the plain listener too with `EGRESSD_PROXY_THREADS=0` or
+//! when embedded with the default [`app::Options`]. The audit writer has its own thread.
+//! Everything the threads share (snapshot, caps, metrics, audit queue) is atomics or
+//! lock-free.
 #![forbid(unsafe_code)]
 
 pub mod admin;

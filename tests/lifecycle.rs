@@ -16,12 +16,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `proxy_threads`: `EGRESSD_PROXY_THREADS` (`0`: the default runtime).
-fn spawn_with(config: &std::path::Path, proxy_threads: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_egressd"))
-        .args(["run", "--config", config.to_str().unwrap()])
+/// `proxy_threads`: `EGRESSD_PROXY_THREADS` (`0`: the shared multi-thread runtime; `None`: unset,
+/// the binary's default).
+fn spawn_with(config: &std::path::Path, proxy_threads: Option<&str>) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_egressd"));
+    match proxy_threads {
+        Some(n) => cmd.env("EGRESSD_PROXY_THREADS", n),
+        None => cmd.env_remove("EGRESSD_PROXY_THREADS"),
+    };
+    cmd.args(["run", "--config", config.to_str().unwrap()])
         .env("RUST_LOG", "egressd=info")
-        .env("EGRESSD_PROXY_THREADS", proxy_threads)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -76,16 +80,53 @@ fn tree(port: u16, origin_blocked: bool) -> common::ConfigTree {
 
 #[test]
 fn sighup_reloads_and_sigterm_drains() {
-    reload_then_drain("0");
+    reload_then_drain(Some("0"));
 }
 
 /// The same with the plain listener on two per-core runtimes (`EGRESSD_PROXY_THREADS=2`).
 #[test]
 fn sighup_reloads_and_sigterm_drains_per_core() {
-    reload_then_drain("2");
+    reload_then_drain(Some("2"));
 }
 
-fn reload_then_drain(proxy_threads: &str) {
+/// Names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Without `EGRESSD_PROXY_THREADS` the plain listener runs on one runtime thread per CPU the
+/// process may use (`egressd-core-N`), and serves; with `0`, on the shared runtime (none).
+#[test]
+fn the_plain_listener_runs_a_thread_per_core_by_default() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let origin = rt.block_on(common::origin::start());
+    let cores = std::thread::available_parallelism().unwrap().get();
+    for (threads, expected) in [(None, cores), (Some("0"), 0)] {
+        let port = free_port();
+        let t = tree(port, false);
+        let mut child = spawn_with(&t.config_path(), threads);
+        wait_listening(port);
+        let got = request(port, &format!("http://other.test:{}/", origin.addr.port()));
+        assert!(got.starts_with("HTTP/1.1 200"), "{threads:?}: {got}");
+        let names = thread_names(child.id());
+        let per_core = names
+            .iter()
+            .filter(|n| n.starts_with("egressd-core-"))
+            .count();
+        assert_eq!(per_core, expected, "{threads:?}: threads {names:?}");
+        signal(&child, "-TERM");
+        assert!(child.wait().unwrap().success(), "{threads:?}: exit status");
+    }
+}
+
+fn reload_then_drain(proxy_threads: Option<&str>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let origin = rt.block_on(common::origin::start());
     let port = free_port();
