@@ -259,6 +259,13 @@ impl Drop for Server {
 /// running until every tracked task is done (the process exit ends what the grace leaves).
 fn per_core(addr: SocketAddr, threads: usize, shared: &Arc<Shared>) -> std::io::Result<SocketAddr> {
     use socket2::{Domain, Socket, Type};
+    // `SO_REUSEPORT` would let another process of the same user share the address: a second
+    // egressd started by mistake would take part of the connections instead of failing. A
+    // probe socket without it fails where anything listens, as the shared runtime's
+    // listener does (`SO_REUSEADDR`, set by std, keeps a restart clear of TIME_WAIT).
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
     let mut bind_to = addr;
     for i in 0..threads {
         let sock = Socket::new(Domain::for_address(bind_to), Type::STREAM, None)?;

@@ -89,3 +89,32 @@ async fn connections_spread_over_per_core_threads_and_the_drain_closes_them() {
         );
     }
 }
+
+/// An address something already listens on is refused, as the shared runtime's listener would:
+/// `SO_REUSEPORT` alone would let a second egressd (or any process of the same user) share it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_address_is_refused_not_shared() {
+    let opts = || egressd::app::Options {
+        per_core: 2,
+        ..Default::default()
+    };
+    let first = common::start_with(common::standard_tree(""), opts()).await;
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    for busy in [first.addr, plain.local_addr().unwrap()] {
+        let yaml =
+            common::egressd_yaml("").replace("proxy: 127.0.0.1:0", &format!("proxy: {busy}"));
+        let tree = common::tree_with(&yaml);
+        let second = egressd::app::Server::start_with(&tree.config_path(), opts()).await;
+        let err = second.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains(&busy.to_string()) && err.to_lowercase().contains("in use"),
+            "{busy}: {err:?}"
+        );
+    }
+    // The first server still serves on its address.
+    let mut s = TcpStream::connect(first.addr).await.unwrap();
+    s.write_all(b"GET http://www.facebook.com/ HTTP/1.1\r\nHost: www.facebook.com\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(common::read_response(&mut s).await.status, 403);
+}
