@@ -35,9 +35,10 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
     // The plain proxy listener runs on one single-thread runtime per core (EGRESSD_PROXY_THREADS
     // sets how many; 0: everything on the shared multi-thread runtime), each with its own
     // SO_REUSEPORT socket, as nginx and HAProxy run one event loop per thread. In the
-    // side-by-side harness it served 25-30 % more kept-alive requests than the shared runtime,
-    // with a longer tail in one run of four (README, Performance). The shared runtime keeps a
-    // worker per core for the TLS listener, admin, reloads and signals.
+    // side-by-side harness it served about a quarter more kept-alive requests than the shared
+    // runtime, with a longer tail (p99 over half of Squid's in two runs of six; README,
+    // Performance). The shared runtime keeps a worker per core for the TLS listener, admin,
+    // reloads and signals.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_core: usize = match std::env::var("EGRESSD_PROXY_THREADS") {
         Ok(v) => v
