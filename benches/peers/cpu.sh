@@ -2,7 +2,7 @@
 # cpu.sh - what a request costs the proxy itself: CPU time (user + system, every thread and
 # child process) per request for egressd and Squid under the same wrk load, alternating.
 #
-#   benches/peers/cpu.sh [--rounds N] [--duration S] [--bin PATH] [--also NAME=SCRIPT ...]
+#   benches/peers/cpu.sh [--rounds N] [--duration S] [--bin PATH] [--pin] [--also NAME=SCRIPT ...]
 #
 # ../shared/bench/peers.sh ranks proxies by throughput on a machine whose cores the proxy
 # shares with wrk and the nginx origin, so its ratios include their cost per request, the same
@@ -15,7 +15,10 @@
 # dstdomain ACL, egressd through benches/peers/candidate.sh; wrk -t2 -c50, kept-alive `GET
 # http://ORIGIN/` and blocked `GET http://www.facebook.com/`. `--also name=script` adds another
 # candidate script of the peers.sh kind (BENCH_PORT, BENCH_BLOCKLIST, BENCH_ORIGIN), e.g.
-# `--also haproxy=benches/peers/haproxy.sh`. Needs nginx, squid, wrk, python3; run as root
+# `--also haproxy=benches/peers/haproxy.sh`. `--pin` gives the proxies the upper half of the
+# CPUs and wrk and the origin the rest (taskset), so that each proxy's throughput is bounded by
+# its own cost, not by the load's: on two cores, one each. Needs nginx, squid, wrk, python3, taskset
+# (util-linux); run as root
 # (Squid drops to its `proxy` user). Prints one line per measurement and a table of medians.
 #
 # What it does: everything on 127.0.0.1, ports from the kernel, stops what it started.
@@ -24,18 +27,19 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib.sh
 . "$here/../lib.sh"
 
-ROUNDS=3 DURATION=5 BIN=$here/../../target/release/egressd ALSO=()
+ROUNDS=3 DURATION=5 BIN=$here/../../target/release/egressd ALSO=() PIN=0
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
     --also) ALSO+=("$2"); shift 2 ;;
+    --pin) PIN=1; shift ;;
     -h|--help) usage ;;
     *) usage 1 ;;
   esac
 done
-for cmd in nginx squid wrk python3; do
+for cmd in nginx squid wrk python3 taskset; do
   command -v "$cmd" > /dev/null || die "$cmd is not installed"
 done
 [ -x "$BIN" ] || die "no egressd binary at $BIN (cargo build --release)"
@@ -65,8 +69,21 @@ ticks() {  # CPU ticks (user + system) of a process tree
   echo "$sum"
 }
 
+# Without --pin everything shares every CPU (as in peers.sh).
+LOAD=() PROXY_CPUS=()
+if [ "$PIN" = 1 ]; then
+  cpus=$(nproc)
+  [ "$cpus" -ge 2 ] || die "--pin needs two CPUs"
+  LOAD=(taskset -c "0-$((cpus - cpus / 2 - 1))")
+  PROXY_CPUS=(taskset -c "$((cpus - cpus / 2))-$((cpus - 1))")
+  log "pinned: wrk and the origin on CPUs ${LOAD[2]}, the proxies on ${PROXY_CPUS[2]}"
+fi
+
 start_origin 2 4096
 wait_port "${ORIGIN##*:}"
+if [ "$PIN" = 1 ]; then
+  for p in $(tree_pids "${PIDS[0]}"); do taskset -a -p -c "${LOAD[2]}" "$p" > /dev/null; done
+fi
 { for i in $(seq 1 998); do printf 'blocked-%04d.example\n' "$i"; done
   echo facebook.com; echo youtube.com; } > "$T/blocklist.txt"
 chmod 644 "$T/blocklist.txt"
@@ -77,7 +94,7 @@ launch() {  # launch NAME CMD...: start in the background with the peers.sh envi
   local name=$1; shift
   PORT[$name]=$(free_port)
   BENCH_PORT=${PORT[$name]} BENCH_BLOCKLIST=$T/blocklist.txt BENCH_ORIGIN=$ORIGIN \
-    EGRESSD_BIN=$BIN "$@" > "$T/$name.log" 2>&1 &
+    EGRESSD_BIN=$BIN "${PROXY_CPUS[@]}" "$@" > "$T/$name.log" 2>&1 &
   ROOT[$name]=$!
   PIDS=("$!" "${PIDS[@]}")
   NAMES+=("$name")
@@ -111,7 +128,9 @@ squid_run() {
   chown -R proxy:proxy "$T/squid"
   exec squid --foreground -f "$T/squid/squid.conf"
 }
-launch squid squid_run
+export -f squid_run
+export T
+launch squid bash -c squid_run
 launch egressd "$here/candidate.sh"
 for also in "${ALSO[@]}"; do launch "${also%%=*}" "${also#*=}"; done
 
@@ -123,7 +142,7 @@ wrk.headers["Host"] = target
 EOF
 sleep 1
 for name in "${NAMES[@]}"; do  # warm-up: worker start-up, origin connections
-  BENCH_TARGET=$ORIGIN wrk -t2 -c50 -d1s -s "$T/bench.lua" "http://127.0.0.1:${PORT[$name]}/" > /dev/null
+  BENCH_TARGET=$ORIGIN "${LOAD[@]}" wrk -t2 -c50 -d1s -s "$T/bench.lua" "http://127.0.0.1:${PORT[$name]}/" > /dev/null
 done
 
 hz=$(getconf CLK_TCK)
@@ -134,7 +153,7 @@ for round in $(seq "$ROUNDS"); do
     [ "$test" = blocked ] && target=www.facebook.com
     for name in "${NAMES[@]}"; do
       before=$(ticks "${ROOT[$name]}")
-      out=$(BENCH_TARGET=$target wrk -t2 -c50 -d"${DURATION}s" -s "$T/bench.lua" \
+      out=$(BENCH_TARGET=$target "${LOAD[@]}" wrk -t2 -c50 -d"${DURATION}s" -s "$T/bench.lua" \
         "http://127.0.0.1:${PORT[$name]}/")
       after=$(ticks "${ROOT[$name]}")
       reqs=$(awk '/requests in/ { print $1 }' <<< "$out")
@@ -151,7 +170,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 pick() { awk -v n="$1" -v t="$2" -v c="$3" '$1 == n && $2 == t { print $c }' "$T/results" | median; }
 echo
 echo "wrk -t2 -c50 -d${DURATION}s, $ROUNDS rounds alternating, medians; CPU = the proxy's own"
-echo "user + system time per request (its whole process tree)."
+echo "user + system time per request (its whole process tree)$([ "$PIN" = 1 ] && echo "; proxies on CPUs ${PROXY_CPUS[2]}, wrk and the origin on ${LOAD[2]}")."
 echo
 echo "| proxy | keep-alive rps | CPU µs / request | blocked rps | CPU µs / request |"
 echo "|---|---:|---:|---:|---:|"
@@ -165,4 +184,7 @@ for name in "${NAMES[@]}"; do
   awk -v n="$name" -v ka="$(pick squid keep-alive 4)" -v kb="$(pick "$name" keep-alive 4)" \
     -v ba="$(pick squid blocked 4)" -v bb="$(pick "$name" blocked 4)" \
     'BEGIN { printf "Squid'\''s CPU per request / %s'\''s: keep-alive %.2f×, blocked %.2f×\n", n, ka / kb, ba / bb }'
+  awk -v n="$name" -v ka="$(pick squid keep-alive 3)" -v kb="$(pick "$name" keep-alive 3)" \
+    -v ba="$(pick squid blocked 3)" -v bb="$(pick "$name" blocked 3)" \
+    'BEGIN { printf "%s'\''s requests/s / Squid'\''s: keep-alive %.2f×, blocked %.2f×\n", n, kb / ka, bb / ba }'
 done
