@@ -17,9 +17,9 @@
 # candidate script of the peers.sh kind (BENCH_PORT, BENCH_BLOCKLIST, BENCH_ORIGIN), e.g.
 # `--also haproxy=benches/peers/haproxy.sh`. `--pin` gives the proxies the upper half of the
 # CPUs and wrk and the origin the rest (taskset), so that each proxy's throughput is bounded by
-# its own cost, not by the load's: on two cores, one each. Needs nginx, squid, wrk, python3, taskset
-# (util-linux); run as root
-# (Squid drops to its `proxy` user). Prints one line per measurement and a table of medians.
+# its own cost, not by the load's: on two cores, one each. Needs nginx, squid, wrk, python3 and
+# taskset (util-linux); run as root (Squid drops to its `proxy` user). Prints one line per
+# measurement, a table of medians and each candidate's ratios to Squid.
 #
 # What it does: everything on 127.0.0.1, ports from the kernel, stops what it started.
 set -euo pipefail
