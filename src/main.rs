@@ -36,8 +36,8 @@ fn run(config: &std::path::Path) -> anyhow::Result<()> {
     // sets how many; 0: everything on the shared multi-thread runtime), each with its own
     // SO_REUSEPORT socket, as nginx and HAProxy run one event loop per thread. In the
     // side-by-side harness it served about a quarter more kept-alive requests than the shared
-    // runtime, with a longer tail (p99 over half of Squid's in two runs of seven; README,
-    // Performance). The shared runtime keeps a worker per core for the TLS listener, admin,
+    // runtime, with a longer tail on a box shared with the load (p99 over half of Squid's in
+    // some runs; README, Performance). The shared runtime keeps a worker per core for the TLS listener, admin,
     // reloads and signals.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_core: usize = match std::env::var("EGRESSD_PROXY_THREADS") {

@@ -44,8 +44,9 @@ for cmd in nginx squid wrk python3 taskset; do
 done
 [ -x "$BIN" ] || die "no egressd binary at $BIN (cargo build --release)"
 
-wait_port() {  # wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s)
-  for _ in $(seq 100); do
+wait_port() {  # wait_port PORT: until something accepts on 127.0.0.1:PORT (60 s: spike.sh may
+  # build its binary first)
+  for _ in $(seq 600); do
     (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
     sleep 0.1
   done

@@ -3,8 +3,8 @@
 # harness's origin through a pool of kept-alive connections, and answering the block list with a
 # canned 403 of the size of egressd's (its headers and body). Not a forward proxy at all: no
 # target parsing beyond nginx's own, no identity, no policy beyond a hash lookup, no audit, no
-# DNS, no CONNECT (that column fails). What it shows is how fast this machine lets a mature C
-# event loop relay a request or answer one from memory: no proxy can do much better here.
+# DNS, no CONNECT (that column fails). What it shows is how fast a mature C event loop relays a
+# request or answers one from memory on this machine, in the same harness as the proxies.
 #
 #   ../shared/bench/peers.sh --only squid,candidate --candidate benches/peers/nginx-floor.sh \
 #       --candidate-port 13132 --candidate-name nginx-floor

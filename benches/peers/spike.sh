@@ -2,8 +2,10 @@
 # A floor for ../shared/bench/peers.sh: benches/peers/spike, the least a forward proxy can do
 # per request (httparse, a hash set of the block list, fixed 403 bytes, one origin connection
 # per client connection; one runtime per core, as egressd). Not a proxy to run: no policy, audit,
-# timeouts or CONNECT (that column fails). Built here on first use.
+# timeouts or CONNECT (that column fails). Build it first: peers.sh gives a candidate 20 s to
+# listen, less than a cold fat-LTO build may take (this script builds it if it is missing).
 #
+#   cargo build --release --manifest-path benches/peers/spike/Cargo.toml
 #   ../shared/bench/peers.sh --only squid,candidate --candidate benches/peers/spike.sh \
 #       --candidate-port 13133 --candidate-name spike
 set -euo pipefail
