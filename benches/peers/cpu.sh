@@ -15,7 +15,8 @@
 # dstdomain ACL, egressd through benches/peers/candidate.sh; wrk -t2 -c50, kept-alive `GET
 # http://ORIGIN/` and blocked `GET http://www.facebook.com/`. `--also name=script` adds another
 # candidate script of the peers.sh kind (BENCH_PORT, BENCH_BLOCKLIST, BENCH_ORIGIN), e.g.
-# `--also haproxy=benches/peers/haproxy.sh`. `--pin` gives the proxies the upper half of the
+# `--also haproxy=benches/peers/haproxy.sh`. A run with socket errors, a failed kept-alive
+# request or a blocked one answered with success stops the script. `--pin` gives the proxies the upper half of the
 # CPUs and wrk and the origin the rest (taskset), so that each proxy's throughput is bounded by
 # its own cost, not by the load's: on two cores, one each. Needs nginx, squid, wrk, python3 and
 # taskset (util-linux); run as root (Squid drops to its `proxy` user). Prints one line per
@@ -158,6 +159,14 @@ for round in $(seq "$ROUNDS"); do
         "http://127.0.0.1:${PORT[$name]}/")
       after=$(ticks "${ROOT[$name]}")
       reqs=$(awk '/requests in/ { print $1 }' <<< "$out")
+      # A number from a run that went wrong is not a cost: every kept-alive answer must be a
+      # success and every blocked one a refusal, without socket errors.
+      refused=$(awk '/Non-2xx or 3xx/ { print $NF }' <<< "$out")
+      want=0
+      [ "$test" = blocked ] && want=$reqs
+      if [ -z "$reqs" ] || [ "${refused:-0}" != "$want" ] || grep -q "Socket errors" <<< "$out"; then
+        die "$name, $test: $reqs requests, ${refused:-0} not 2xx/3xx (want $want): $out"
+      fi
       rps=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<< "$out")
       us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" \
         'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
